@@ -1,0 +1,108 @@
+"""``libervia.conf``: the INI configuration file, with typed access.
+
+The file is looked up, in order, at the path given by the ``LIBERVIA_CONFIG`` environment
+variable, then at ``<XDG config dir>/libervia/libervia.conf``. A missing file is not an error: the
+embedded defaults need no configuration at all.
+
+Options used by the backend (section ``[DEFAULT]``):
+
+``local_dir``
+    where Libervia keeps its data (default: the XDG data dir, e.g. ``~/.local/share/libervia``);
+``db_url``
+    SQLAlchemy URL of the database (default: ``sqlite+aiosqlite:///<local_dir>/libervia.db``);
+    PostgreSQL: ``postgresql+asyncpg://user:password@host:port/dbname``.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import platformdirs
+
+from libervia.backend.core import constants as C
+from libervia.backend.core.exceptions import ConfigError
+
+DEFAULT_SECTION = "DEFAULT"
+
+
+def default_config_path() -> Path:
+    """Return the path of the configuration file (``LIBERVIA_CONFIG`` wins)."""
+    env = os.environ.get(C.CONFIG_ENV_VAR)
+    if env:
+        return Path(env).expanduser()
+    return Path(platformdirs.user_config_dir(C.APP_NAME_FILE)) / C.CONFIG_FILE_NAME
+
+
+@dataclass
+class Config:
+    """Parsed configuration; read options with the typed getters."""
+
+    path: Path
+    parser: configparser.ConfigParser = field(repr=False)
+
+    @classmethod
+    def load(cls, path: Path | str | None = None) -> Config:
+        """Load the configuration file (a missing file gives the defaults).
+
+        Raises:
+            ConfigError: the file exists but is not valid INI.
+        """
+        config_path = Path(path).expanduser() if path is not None else default_config_path()
+        parser = configparser.ConfigParser(interpolation=None)
+        if config_path.exists():
+            try:
+                parser.read(config_path, encoding="utf-8")
+            except (configparser.Error, UnicodeDecodeError) as e:
+                raise ConfigError(f"invalid configuration file {config_path}: {e}") from e
+        return cls(config_path, parser)
+
+    def get(
+        self, name: str, default: str | None = None, section: str = DEFAULT_SECTION
+    ) -> str | None:
+        """Return an option as a string, or ``default``."""
+        if section != DEFAULT_SECTION and not self.parser.has_section(section):
+            section = DEFAULT_SECTION
+        value = self.parser.get(section, name, fallback=None)
+        if value is None or value.strip() == "":
+            return default
+        return value.strip()
+
+    def get_bool(self, name: str, default: bool = False, section: str = DEFAULT_SECTION) -> bool:
+        """Return a boolean option (``true/false``, ``yes/no``, ``1/0``, ``on/off``)."""
+        value = self.get(name, None, section)
+        if value is None:
+            return default
+        lowered = value.lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"option {name!r} in {self.path}: {value!r} is not a boolean")
+
+    def get_int(self, name: str, default: int, section: str = DEFAULT_SECTION) -> int:
+        """Return an integer option."""
+        value = self.get(name, None, section)
+        if value is None:
+            return default
+        try:
+            return int(value)
+        except ValueError:
+            raise ConfigError(
+                f"option {name!r} in {self.path}: {value!r} is not an integer"
+            ) from None
+
+    @property
+    def local_dir(self) -> Path:
+        """Directory of Libervia's data (created on demand by the callers that write there)."""
+        value = self.get("local_dir")
+        if value:
+            return Path(value).expanduser()
+        return Path(platformdirs.user_data_dir(C.APP_NAME_FILE))
+
+    @property
+    def db_url(self) -> str:
+        """SQLAlchemy URL of the database."""
+        return self.get("db_url") or f"sqlite+aiosqlite:///{self.local_dir / C.DB_FILE_NAME}"

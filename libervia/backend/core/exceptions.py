@@ -1,0 +1,88 @@
+"""Error classes with stable codes.
+
+Every error that can reach a caller (a plugin, the bridge, the command line) carries a
+:class:`ErrorCode`. The code is the wire contract: the bridge maps it to a D-Bus error name
+(``org.libervia.Libervia.Error.<Code>``), so renaming or moving a class never breaks a frontend.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    """Stable error codes (never reuse or rename one)."""
+
+    INTERNAL = "InternalError"
+    NOT_FOUND = "NotFound"
+    CONFLICT = "Conflict"
+    PROFILE_UNKNOWN = "ProfileUnknown"
+    PROFILE_EXISTS = "ProfileExists"
+    INVALID_INPUT = "InvalidInput"
+    CONFIG_ERROR = "ConfigError"
+    DATABASE_ERROR = "DatabaseError"
+    DATABASE_CORRUPTED = "DatabaseCorrupted"
+    DATABASE_TOO_NEW = "DatabaseTooNew"
+    MIGRATION_FAILED = "MigrationFailed"
+    PASSWORD_ERROR = "PasswordError"
+    DECRYPTION_ERROR = "DecryptionError"
+
+
+class LiberviaError(Exception):
+    """Base of every error raised on purpose by Libervia."""
+
+    code: ErrorCode = ErrorCode.INTERNAL
+
+
+class NotFound(LiberviaError):
+    code = ErrorCode.NOT_FOUND
+
+
+class ConflictError(LiberviaError):
+    code = ErrorCode.CONFLICT
+
+
+class ProfileUnknownError(LiberviaError):
+    code = ErrorCode.PROFILE_UNKNOWN
+
+
+class ProfileExistsError(LiberviaError):
+    code = ErrorCode.PROFILE_EXISTS
+
+
+class InvalidInput(LiberviaError):
+    code = ErrorCode.INVALID_INPUT
+
+
+class ConfigError(LiberviaError):
+    code = ErrorCode.CONFIG_ERROR
+
+
+class DatabaseError(LiberviaError):
+    code = ErrorCode.DATABASE_ERROR
+
+
+class DatabaseCorrupted(DatabaseError):
+    """The database file exists but cannot be read as a database. It is left untouched."""
+
+    code = ErrorCode.DATABASE_CORRUPTED
+
+
+class DatabaseTooNew(DatabaseError):
+    """The database was migrated by a newer version of Libervia than this one."""
+
+    code = ErrorCode.DATABASE_TOO_NEW
+
+
+class MigrationFailed(DatabaseError):
+    """An upgrade failed; the database was left as it was before the upgrade."""
+
+    code = ErrorCode.MIGRATION_FAILED
+
+
+class PasswordError(LiberviaError):
+    code = ErrorCode.PASSWORD_ERROR
+
+
+class DecryptionError(LiberviaError):
+    code = ErrorCode.DECRYPTION_ERROR

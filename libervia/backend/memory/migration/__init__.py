@@ -1,0 +1,1 @@
+"""Alembic environment of the backend's database (see ``doc/developer.rst``)."""

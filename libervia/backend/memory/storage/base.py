@@ -1,0 +1,69 @@
+"""What every store shares: the engine, the session factory and engine-aware helpers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from libervia.backend.memory.engine import create_sessionmaker
+
+
+class Database:
+    """The engine, its session factory, and a clock (for timestamps; tests inject one)."""
+
+    def __init__(self, engine: AsyncEngine, clock: Callable[[], float] = time.time) -> None:
+        self.engine = engine
+        self.sessions: async_sessionmaker[AsyncSession] = create_sessionmaker(engine)
+        self.clock = clock
+
+    @property
+    def dialect(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``."""
+        return self.engine.dialect.name
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """One unit of work: a short session inside a transaction, committed on exit."""
+        async with self.sessions() as session, session.begin():
+            yield session
+
+    def insert(self, table: Any) -> Any:
+        """Engine-specific INSERT (for ``on_conflict_do_nothing`` / ``on_conflict_do_update``)."""
+        if self.dialect == "postgresql":
+            return postgresql.insert(table)
+        return sqlite.insert(table)
+
+    def fts_match(self, column: sa.ColumnElement[Any], fts_table: str, query: str) -> Any:
+        """Full-text condition on ``column`` (its table's primary key must be ``id``).
+
+        SQLite searches the FTS5 table ``fts_table``; PostgreSQL uses the GIN index on
+        ``to_tsvector('simple', column)``. Every word of ``query`` must match.
+        """
+        if self.dialect == "postgresql":
+            return sa.func.to_tsvector(sa.literal_column("'simple'"), column).op("@@")(
+                sa.func.plainto_tsquery(sa.literal_column("'simple'"), query)
+            )
+        id_column = column.table.c.id  # type: ignore[attr-defined]
+        return id_column.in_(
+            sa.select(sa.literal_column("rowid"))
+            .select_from(sa.table(fts_table))
+            .where(sa.literal_column(fts_table).op("MATCH")(fts5_query(query)))
+        )
+
+
+def fts5_query(text: str) -> str:
+    """Turn user text into a safe FTS5 query: every word quoted, all required.
+
+    FTS5 has its own query syntax (``AND``, ``NEAR``, ``*``, column filters...): quoting each word
+    makes any user input a valid query that means "all these words".
+    """
+    words = text.split()
+    if not words:
+        return '""'
+    return " ".join('"' + word.replace('"', '""') + '"' for word in words)
