@@ -65,13 +65,14 @@ class JID(sa.TypeDecorator[jid.JID]):
         if value is None:
             return None
         if isinstance(value, str):
-            value = jid.JID(value)
+            value = jid.internJID(value)
         return value.full()
 
     def process_result_value(self, value: str | None, dialect: Dialect) -> jid.JID | None:
         if value is None:
             return None
-        return jid.JID(value)
+        # internJID caches parsed JIDs (stringprep is costly)
+        return jid.internJID(value)
 
 
 class Xml(sa.TypeDecorator[domish.Element]):

@@ -16,39 +16,16 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
 from alembic import context
 from sqlalchemy.engine import Connection, make_url
 
 from libervia.backend.core.config import Config
 from libervia.backend.memory import engine as engine_mod
-from libervia.backend.memory.sqla_mapping import FTS_OBJECT_NAMES, Base
+from libervia.backend.memory.schema import include_name, render_item
+from libervia.backend.memory.sqla_mapping import Base
 
 config = context.config
 target_metadata = Base.metadata
-
-
-def _is_fts_object(name: str) -> bool:
-    # FTS5 virtual tables come with shadow tables (message_fts_data, message_fts_idx...)
-    return any(name == fts or name.startswith(f"{fts}_") for fts in FTS_OBJECT_NAMES)
-
-
-def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
-    if name is None:
-        return True
-    if type_ in ("table", "index"):
-        return not _is_fts_object(name)
-    return True
-
-
-def render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:
-    """Render our column types as their plain ``sa`` implementation.
-
-    Migrations must not import the live mappings.
-    """
-    if type_ == "type" and isinstance(obj, sa.TypeDecorator):
-        return f"sa.{obj.impl_instance!r}"
-    return False
 
 
 CONFIGURE_KWARGS: dict[str, Any] = {

@@ -63,7 +63,7 @@ def fts5_query(text: str) -> str:
     FTS5 has its own query syntax (``AND``, ``NEAR``, ``*``, column filters...): quoting each word
     makes any user input a valid query that means "all these words".
     """
-    words = text.split()
+    words = text.replace("\x00", " ").split()  # NUL ends an FTS5 string early
     if not words:
         return '""'
     return " ".join('"' + word.replace('"', '""') + '"' for word in words)

@@ -16,7 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import joinedload, selectinload
-from twisted.words.protocols.jabber.jid import JID
+from twisted.words.protocols.jabber.jid import JID, internJID
 
 from libervia.backend.core.exceptions import InvalidInput, NotFound
 from libervia.backend.memory.sqla_mapping import History, Message, MessageType, Subject, Thread
@@ -53,8 +53,8 @@ class HistoryMessage:
     def from_row(cls, row: History) -> HistoryMessage:
         return cls(
             uid=row.uid,
-            source=JID(tuple=(*_split_bare(row.source), row.source_res)),
-            dest=JID(tuple=(*_split_bare(row.dest), row.dest_res)),
+            source=_jid(row.source, row.source_res),
+            dest=_jid(row.dest, row.dest_res),
             timestamp=row.timestamp,
             received_timestamp=row.received_timestamp,
             type=row.type,
@@ -69,9 +69,9 @@ class HistoryMessage:
         )
 
 
-def _split_bare(bare: str) -> tuple[str | None, str]:
-    user, sep, host = bare.rpartition("@")
-    return (user if sep else None), host
+def _jid(bare: str, resource: str | None) -> JID:
+    # internJID caches parsed JIDs: stringprep costs ~0.2 ms per JID otherwise
+    return internJID(f"{bare}/{resource}" if resource else bare)
 
 
 class Direction(StrEnum):
@@ -110,7 +110,13 @@ class HistoryStore:
         if not batch:
             return []
         profile_id = self.profiles.id_of(profile)
-        rows = [self._history_row(m, profile_id) for m in batch]
+        by_uid: dict[str, tuple[HistoryMessage, dict[str, Any]]] = {}
+        for m in batch:
+            row = self._history_row(m, profile_id)
+            # a uid repeated in the batch is the same message: its first occurrence counts
+            by_uid.setdefault(m.uid, (m, row))
+        batch = [m for m, _ in by_uid.values()]
+        rows = [row for _, row in by_uid.values()]
         stored: set[str] = set()
         async with self.db.transaction() as session:
             for start in range(0, len(rows), BATCH_SIZE):
@@ -205,6 +211,9 @@ class HistoryStore:
     ) -> list[HistoryMessage]:
         """Query the history; results always come in chronological order.
 
+        Messages sharing a timestamp are ordered by uid, so that paging with ``before_uid`` /
+        ``after_uid`` neither loses nor repeats any.
+
         Args:
             profile: whose history.
             peer: messages exchanged with this entity (both directions). With a resource, only
@@ -216,8 +225,8 @@ class HistoryStore:
             between: see ``to_jid``.
             before: only messages strictly older than this timestamp.
             after: only messages strictly newer than this timestamp.
-            before_uid: only messages older than the message with this uid.
-            after_uid: only messages newer than the message with this uid.
+            before_uid: only messages before the message with this uid (in that order).
+            after_uid: only messages after the message with this uid (in that order).
             search: full-text search in message bodies (every word must match).
             types: only these message types.
             not_types: all message types but these.
@@ -237,6 +246,13 @@ class HistoryStore:
             raise InvalidInput(f"order must be 'asc' or 'desc', not {order!r}")
         if limit is not None and limit < 0:
             raise InvalidInput("limit must not be negative")
+        if direction is not None:
+            if peer is None:
+                raise InvalidInput("direction needs a peer")
+            try:
+                direction = Direction(direction)
+            except ValueError:
+                raise InvalidInput(f"direction must be 'in' or 'out', not {direction!r}") from None
         if last_stanza_id:
             limit, order = 1, "desc"
         async with self.db.transaction() as session:
@@ -250,7 +266,22 @@ class HistoryStore:
                     )
                     if ts is None:
                         raise NotFound(f"message {uid!r} is not in the history")
-                    where.append(History.timestamp < ts if older else History.timestamp > ts)
+                    # (timestamp, uid) is the order of the history: paging through messages
+                    # sharing a timestamp neither loses nor repeats any
+                    if older:
+                        where.append(
+                            sa.and_(
+                                History.timestamp <= ts,
+                                sa.or_(History.timestamp < ts, History.uid < uid),
+                            )
+                        )
+                    else:
+                        where.append(
+                            sa.and_(
+                                History.timestamp >= ts,
+                                sa.or_(History.timestamp > ts, History.uid > uid),
+                            )
+                        )
             if before is not None:
                 where.append(History.timestamp < before)
             if after is not None:
@@ -293,15 +324,12 @@ class HistoryStore:
                 if direction is None:
                     # two index-friendly branches instead of one OR (see _select_uids)
                     branches = [[*where, received], [*where, sent_to]]
-                elif Direction(direction) is Direction.IN:
+                elif direction is Direction.IN:
                     branches = [[*where, received]]
                 else:
                     branches = [[*where, sent_to]]
-            elif direction is not None:
-                raise InvalidInput("direction needs a peer")
 
             uids = _select_uids(branches, limit, order)
-            ordering = History.timestamp.desc() if order == "desc" else History.timestamp.asc()
             stmt = (
                 sa.select(History)
                 .where(History.uid.in_(uids))
@@ -310,7 +338,7 @@ class HistoryStore:
                     selectinload(History.subjects),
                     joinedload(History.thread),
                 )
-                .order_by(ordering, History.uid)
+                .order_by(*_ordering(History.timestamp, History.uid, order))
             )
             rows = list((await session.execute(stmt)).unique().scalars())
         if order == "desc":
@@ -325,6 +353,13 @@ def _match(bare_col: Any, res_col: Any, entity: JID) -> Any:
     return clause
 
 
+def _ordering(timestamp_col: Any, uid_col: Any, order: str) -> tuple[Any, Any]:
+    """ORDER BY clauses of the history: by timestamp, then uid (a total order, for paging)."""
+    if order == "desc":
+        return timestamp_col.desc(), uid_col.desc()
+    return timestamp_col.asc(), uid_col.asc()
+
+
 def _select_uids(branches: list[list[Any]], limit: int | None, order: str) -> Any:
     """Uids of the matching messages, as a subquery.
 
@@ -332,12 +367,11 @@ def _select_uids(branches: list[list[Any]], limit: int | None, order: str) -> An
     that every branch uses its ``(profile, source|dest, timestamp)`` index, then merged: this
     keeps "last 20 messages with a peer" fast on a large history.
     """
-    ordering = History.timestamp.desc() if order == "desc" else History.timestamp.asc()
     selects = []
     for branch in branches:
         stmt = sa.select(History.uid, History.timestamp).where(*branch)
         if limit is not None:
-            stmt = stmt.order_by(ordering).limit(limit)
+            stmt = stmt.order_by(*_ordering(History.timestamp, History.uid, order)).limit(limit)
         selects.append(stmt)
     if len(selects) == 1:
         inner = selects[0].subquery()
@@ -346,6 +380,5 @@ def _select_uids(branches: list[list[Any]], limit: int | None, order: str) -> An
         inner = sa.union(*(sa.select(s.subquery()) for s in selects)).subquery()
     outer = sa.select(inner.c.uid)
     if limit is not None:
-        outer_order = inner.c.timestamp.desc() if order == "desc" else inner.c.timestamp.asc()
-        outer = outer.order_by(outer_order).limit(limit)
+        outer = outer.order_by(*_ordering(inner.c.timestamp, inner.c.uid, order)).limit(limit)
     return outer

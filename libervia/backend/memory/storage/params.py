@@ -57,7 +57,7 @@ class ParamStore:
                 .join(Profile, Profile.id == ParamInd.profile_id)
                 .where(ParamInd.category == category, ParamInd.name == name)
             )
-            return dict(rows.tuples().all())
+            return dict(rows.all())
 
     async def set_gen_param(self, category: str, name: str, value: str | None) -> None:
         """Set (insert or replace) a general parameter."""

@@ -57,7 +57,7 @@ class PrivateStore:
         if keys is not None:
             stmt = stmt.where(cls.key.in_(list(keys)))
         async with self.db.transaction() as session:
-            return dict((await session.execute(stmt)).tuples().all())
+            return dict((await session.execute(stmt)).all())
 
     async def set_private_value(
         self,

@@ -1,0 +1,38 @@
+"""Shared test helpers.
+
+Tests run under pytest-twisted with the asyncio reactor (``--reactor=asyncio`` in pyproject), the
+way the daemon runs. Async tests are written as coroutines decorated with :func:`aio`, which runs
+them on the reactor's asyncio loop (never through ``defer.ensureDeferred``: SQLAlchemy's asyncio
+objects need a real asyncio task).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+import pytest_twisted
+
+from libervia.backend.core.aio import as_deferred
+
+T = TypeVar("T")
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion from synchronous test code (fixtures, helpers)."""
+    return pytest_twisted.blockon(as_deferred(coro))  # type: ignore[no-any-return]
+
+
+def aio(fn: Callable[..., Coroutine[Any, Any, Any]]) -> Callable[..., Any]:
+    """Decorate an ``async def`` test so that it runs on the reactor's asyncio loop."""
+    assert inspect.iscoroutinefunction(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        # pytest-twisted runs test functions in the reactor's greenlet and waits for a
+        # returned Deferred (fixtures run outside of it, where run() can block)
+        return as_deferred(fn(*args, **kwargs))
+
+    return wrapper
