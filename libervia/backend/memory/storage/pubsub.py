@@ -369,9 +369,14 @@ class PubsubStore:
 
         Raises:
             InvalidInput: the query is malformed (unknown key or operator, wrong value type).
+            ProfileUnknownError: a profile of ``profiles`` does not exist.
         """
+        if not isinstance(query, dict):
+            raise InvalidInput("a search query is a dict")
         profile_ids = None
         if query.get("profiles") is not None:
+            if not isinstance(query["profiles"], list | tuple):
+                raise InvalidInput("'profiles' must be a list")
             profile_ids = [self.profiles.id_of(p) for p in query["profiles"]]
         stmt = pubsub_search.build_query(self.db, query, profile_ids)
         stmt = stmt.options(joinedload(PubsubItem.node))

@@ -16,11 +16,13 @@ A query is a dict; every key is optional:
 
     - ``eq``, ``ne``, ``gt``, ``gte``, ``lt``, ``lte``: comparison; the value's Python type
       (str, int/float, bool) tells how the JSON value is compared;
-    - ``between``: ``[low, high]`` inclusive;
-    - ``in``, ``not_in``: a list of values;
-    - ``like``, ``ilike``: SQL pattern (``%`` and ``_``), ``ilike`` ignoring case;
-    - ``contains``: the JSON array at PATH contains VALUE; ``overlap``: it contains at least one
-      of the values of the list VALUE;
+    - ``between``: ``[low, high]`` inclusive (both of the same type);
+    - ``in``, ``not_in``: a list of values (all of the same type);
+    - ``like``, ``ilike``: SQL pattern (``%`` and ``_``), ``like`` respecting case and
+      ``ilike`` ignoring it;
+    - ``contains``: the JSON array at PATH contains VALUE (a JSON value of the same type: ``1``
+      is not ``true`` nor ``"1"``); ``overlap``: it contains at least one of the values of the
+      list VALUE;
     - ``exists``, ``not_exists``: whether PATH is present (no value);
 ``order-by``
     list of sort keys, each ``{"order": "creation" | "modification" | "item_id" | "rank",
@@ -98,6 +100,9 @@ def _path(raw: Any) -> tuple[str | int, ...]:
     )
     if not path or not all(isinstance(p, str | int) and not isinstance(p, bool) for p in path):
         raise InvalidInput(f"invalid JSON path {raw!r}: a key or a list of keys and indexes")
+    if any(isinstance(p, str) and '"' in p for p in path):
+        # SQLite's JSON path syntax cannot express such keys: refuse them on every engine
+        raise InvalidInput(f"invalid JSON path {raw!r}: keys cannot contain '\"'")
     return path
 
 
@@ -108,27 +113,62 @@ def _sqlite_path(path: tuple[str | int, ...]) -> str:
     return "".join(parts)
 
 
-def _typed(element: Any, value: Any) -> Any:
-    """The JSON element cast to the SQL type matching a Python value."""
+def _kind(value: Any) -> type:
+    """How a Python value is compared: as a boolean, a number (float) or a string."""
     if isinstance(value, bool):
-        return element.as_boolean()
+        return bool
     if isinstance(value, int | float):
-        return element.as_float()
+        return float
     if isinstance(value, str):
-        return element.as_string()
+        return str
     raise InvalidInput(f"cannot compare with {value!r}: use a string, a number or a boolean")
 
 
+def _typed(db: Database, element: Any, *values: Any) -> Any:
+    """The JSON element cast to the SQL type matching Python values (all of the same kind).
+
+    On PostgreSQL, a JSON value of another type (a string where numbers are compared) gives
+    NULL instead of a cast error: such items simply do not match, as on SQLite.
+    """
+    kinds = {_kind(value) for value in values}
+    if len(kinds) != 1:
+        raise InvalidInput(f"cannot compare with values of different types: {list(values)!r}")
+    kind = kinds.pop()
+    if kind is str:
+        return element.as_string()
+    typed = element.as_boolean() if kind is bool else element.as_float()
+    if db.dialect == "postgresql":
+        json_type = "boolean" if kind is bool else "number"
+        return sa.case((sa.func.jsonb_typeof(element) == json_type, typed))
+    return typed
+
+
 def _array_contains(db: Database, path: tuple[str | int, ...], value: Any) -> Any:
-    if isinstance(value, dict | list):
+    if not isinstance(value, str | int | float):
         raise InvalidInput("contains/overlap values must be strings, numbers or booleans")
     if db.dialect == "postgresql":
-        element = sa.type_coerce(PubsubItem.parsed[path], postgresql.JSONB)
-        return element.op("@>")(sa.cast(json.dumps([value]), postgresql.JSONB))
-    elements = sa.func.json_each(PubsubItem.parsed, _sqlite_path(path)).table_valued("value")
+        # the JSONB comparator binds [value] as JSONB (a str cast to JSONB would be encoded twice)
+        return sa.type_coerce(PubsubItem.parsed[path], postgresql.JSONB).contains([value])
+    # json_each() also walks objects and scalars, and gives true/false as 1/0: check that PATH
+    # is an array, and compare the JSON types of its elements too
+    sqlite_path = _sqlite_path(path)
+    elements = sa.func.json_each(PubsubItem.parsed, sqlite_path).table_valued("type", "value")
     if isinstance(value, bool):
-        value = int(value)
-    return sa.exists(sa.select(1).select_from(elements).where(elements.c.value == value))
+        match = elements.c.type == ("true" if value else "false")
+    elif isinstance(value, int | float):
+        match = sa.and_(elements.c.type.in_(["integer", "real"]), elements.c.value == value)
+    else:
+        match = sa.and_(elements.c.type == "text", elements.c.value == value)
+    return sa.and_(
+        sa.func.json_type(PubsubItem.parsed, sqlite_path) == "array",
+        sa.exists(sa.select(1).select_from(elements).where(match)),
+    )
+
+
+def _sqlite_glob(pattern: str) -> str:
+    """The GLOB pattern (case-sensitive) matching what a LIKE pattern matches."""
+    special = {"%": "*", "_": "?", "*": "[*]", "?": "[?]", "[": "[[]"}
+    return "".join(special.get(char, char) for char in pattern)
 
 
 def _exists(db: Database, path: tuple[str | int, ...]) -> Any:
@@ -153,21 +193,25 @@ def _parsed_filter(db: Database, spec: Any) -> Any:
     if op in COMPARISONS:
         if value is None:
             raise InvalidInput(f"operator {op!r} needs a value (use exists/not_exists for null)")
-        return getattr(_typed(element, value), COMPARISONS[op])(value)
+        return getattr(_typed(db, element, value), COMPARISONS[op])(value)
     if op == "between":
         if not isinstance(value, list | tuple) or len(value) != 2:
             raise InvalidInput("between needs a [low, high] value")
-        return _typed(element, value[0]).between(value[0], value[1])
+        return _typed(db, element, *value).between(value[0], value[1])
     if op in ("in", "not_in"):
         if not isinstance(value, list | tuple) or not value:
             raise InvalidInput(f"{op} needs a non-empty list of values")
-        typed = _typed(element, value[0])
+        typed = _typed(db, element, *value)
         return typed.in_(list(value)) if op == "in" else typed.not_in(list(value))
     if op in ("like", "ilike"):
         if not isinstance(value, str):
             raise InvalidInput(f"{op} needs a string pattern")
         text = element.as_string()
-        return text.like(value) if op == "like" else text.ilike(value)
+        if op == "ilike":
+            return text.ilike(value)
+        if db.dialect == "sqlite":  # SQLite's LIKE ignores the case of ASCII letters
+            return text.op("GLOB")(_sqlite_glob(value))
+        return text.like(value)
     if op == "contains":
         return _array_contains(db, path, value)
     # overlap
