@@ -9,7 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from libervia.backend.memory.engine import create_sessionmaker
 
@@ -39,21 +39,36 @@ class Database:
             return postgresql.insert(table)
         return sqlite.insert(table)
 
-    def fts_match(self, column: sa.ColumnElement[Any], fts_table: str, query: str) -> Any:
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[AsyncConnection]:
+        """A Core connection in a transaction (cheaper than a session, for Core statements)."""
+        async with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    def fts_param(self, text: str) -> str:
+        """The value to bind to :meth:`fts_match`'s parameter for the user's search text."""
+        text = text.replace("\x00", " ")  # NUL ends strings early (FTS5) or is refused (PG)
+        return text if self.dialect == "postgresql" else fts5_query(text)
+
+    def fts_match(
+        self, column: sa.ColumnElement[Any], fts_table: str, query: str | sa.BindParameter[str]
+    ) -> Any:
         """Full-text condition on ``column`` (its table's primary key must be ``id``).
 
         SQLite searches the FTS5 table ``fts_table``; PostgreSQL uses the GIN index on
-        ``to_tsvector('simple', column)``. Every word of ``query`` must match.
+        ``to_tsvector('simple', column)``. Every word of ``query`` must match. ``query`` is the
+        user's text, or a bind parameter that will get :meth:`fts_param` of it.
         """
+        value = sa.bindparam(None, self.fts_param(query)) if isinstance(query, str) else query
         if self.dialect == "postgresql":
             return sa.func.to_tsvector(sa.literal_column("'simple'"), column).op("@@")(
-                sa.func.plainto_tsquery(sa.literal_column("'simple'"), query)
+                sa.func.plainto_tsquery(sa.literal_column("'simple'"), value)
             )
         id_column = column.table.c.id  # type: ignore[attr-defined]
         return id_column.in_(
             sa.select(sa.literal_column("rowid"))
             .select_from(sa.table(fts_table))
-            .where(sa.literal_column(fts_table).op("MATCH")(fts5_query(query)))
+            .where(sa.literal_column(fts_table).op("MATCH")(value))
         )
 
 
@@ -63,7 +78,7 @@ def fts5_query(text: str) -> str:
     FTS5 has its own query syntax (``AND``, ``NEAR``, ``*``, column filters...): quoting each word
     makes any user input a valid query that means "all these words".
     """
-    words = text.replace("\x00", " ").split()  # NUL ends an FTS5 string early
+    words = text.replace("\x00", " ").split()  # NUL would end the FTS5 string early
     if not words:
         return '""'
     return " ".join('"' + word.replace('"', '""') + '"' for word in words)

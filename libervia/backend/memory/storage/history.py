@@ -15,16 +15,28 @@ from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import joinedload, selectinload
+import sqlalchemy.orm
 from twisted.words.protocols.jabber.jid import JID, internJID
 
 from libervia.backend.core.exceptions import InvalidInput, NotFound
+from libervia.backend.core.log import get_logger
 from libervia.backend.memory.sqla_mapping import History, Message, MessageType, Subject, Thread
 from libervia.backend.memory.storage.base import Database
 from libervia.backend.memory.storage.profiles import ProfileStore
 
+log = get_logger(__name__)
+
 #: rows per INSERT statement when writing a batch (keeps SQLite under its variable limit)
 BATCH_SIZE = 500
+UID_MAX_LENGTH = 64
+
+
+def _message_type(value: MessageType | str) -> MessageType:
+    try:
+        return MessageType(value)
+    except ValueError:
+        known = ", ".join(t.value for t in MessageType)
+        raise InvalidInput(f"unknown message type {value!r} (known: {known})") from None
 
 
 @dataclass
@@ -50,7 +62,8 @@ class HistoryMessage:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_row(cls, row: History) -> HistoryMessage:
+    def from_row(cls, row: Any) -> HistoryMessage:
+        """Build from a row of ``history`` with its thread, bodies and subjects."""
         return cls(
             uid=row.uid,
             source=_jid(row.source, row.source_res),
@@ -58,13 +71,13 @@ class HistoryMessage:
             timestamp=row.timestamp,
             received_timestamp=row.received_timestamp,
             type=row.type,
-            message={m.language or "": m.message for m in row.messages},
-            subject={s.language or "": s.subject for s in row.subjects},
             stanza_id=row.stanza_id,
             origin_id=row.origin_id,
             update_uid=row.update_uid,
-            thread=row.thread.thread_id if row.thread else None,
-            thread_parent=row.thread.parent_id if row.thread else None,
+            thread=row.thread_id,
+            thread_parent=row.parent_id,
+            message=row.bodies or {},
+            subject=row.subjects or {},
             extra=row.extra or {},
         )
 
@@ -83,10 +96,23 @@ class Direction(StrEnum):
     OUT = "out"
 
 
+@dataclass(frozen=True)
+class HistoryQueryShape:
+    """What determines the SQL of a history query: the filters used, not their values."""
+
+    params: frozenset[str]
+    direction: Direction | None
+    between: bool
+    last_stanza_id: bool
+    order: str
+
+
 class HistoryStore:
     def __init__(self, db: Database, profiles: ProfileStore) -> None:
         self.db = db
         self.profiles = profiles
+        #: built statements by query shape (a few dozen shapes in practice)
+        self._statements: dict[HistoryQueryShape, Any] = {}
 
     # --- writing ------------------------------------------------------------------------------
 
@@ -117,12 +143,17 @@ class HistoryStore:
             by_uid.setdefault(m.uid, (m, row))
         batch = [m for m, _ in by_uid.values()]
         rows = [row for _, row in by_uid.values()]
+        # corrections are linked once every row is in (the corrected message may come later
+        # in the batch, or not be stored at all)
+        corrections = {row["uid"]: row.pop("update_uid") for row in rows if row["update_uid"]}
+        for row in rows:
+            row.setdefault("update_uid", None)
+        history = History.__table__
         stored: set[str] = set()
         async with self.db.transaction() as session:
+            insert = self.db.insert(history).on_conflict_do_nothing().returning(history.c.uid)
             for start in range(0, len(rows), BATCH_SIZE):
-                chunk = rows[start : start + BATCH_SIZE]
-                stmt = self.db.insert(History).on_conflict_do_nothing().returning(History.uid)
-                result = await session.execute(stmt, chunk)
+                result = await session.execute(insert, rows[start : start + BATCH_SIZE])
                 stored.update(result.scalars())
             bodies, subjects, threads = [], [], []
             for m in batch:
@@ -142,26 +173,66 @@ class HistoryStore:
                     )
             for cls, values in ((Message, bodies), (Subject, subjects), (Thread, threads)):
                 for start in range(0, len(values), BATCH_SIZE):
-                    await session.execute(sa.insert(cls), values[start : start + BATCH_SIZE])
-            for row in rows:
-                if row["uid"] not in stored and row["stanza_id"] and row["origin_id"]:
                     await session.execute(
-                        sa.update(History)
-                        .where(
-                            History.profile_id == profile_id,
-                            History.source == row["source"],
-                            History.dest == row["dest"],
-                            History.origin_id == row["origin_id"],
-                            History.stanza_id.is_(None),
-                        )
-                        .values(stanza_id=row["stanza_id"])
+                        sa.insert(cls.__table__), values[start : start + BATCH_SIZE]
                     )
+            await self._link_corrections_txn(session, corrections, stored)
+            await self._fill_stanza_ids_txn(session, profile_id, rows, stored)
         return [m.uid for m in batch if m.uid in stored]
+
+    @staticmethod
+    async def _link_corrections_txn(
+        session: Any, corrections: dict[str, str], stored: set[str]
+    ) -> None:
+        """Set ``update_uid`` of the stored corrections whose corrected message exists."""
+        for uid, corrected in corrections.items():
+            if uid not in stored:
+                continue
+            exists = sa.exists().where(History.uid == corrected)
+            result = await session.execute(
+                sa.update(History).where(History.uid == uid, exists).values(update_uid=corrected)
+            )
+            if result.rowcount == 0:
+                log.warning("message %s corrects %s, which is not in the history", uid, corrected)
+
+    @staticmethod
+    async def _fill_stanza_ids_txn(
+        session: Any, profile_id: int, rows: list[dict[str, Any]], stored: set[str]
+    ) -> None:
+        """Give the server's stanza id to stored copies of skipped duplicates that lack one."""
+        other = sa.orm.aliased(History)
+        for row in rows:
+            if row["uid"] in stored or not row["stanza_id"] or not row["origin_id"]:
+                continue
+            same_peers = (
+                History.profile_id == profile_id,
+                History.source == row["source"],
+                History.dest == row["dest"],
+            )
+            # never two rows with the same stanza id between the same entities
+            taken = sa.exists().where(
+                other.profile_id == profile_id,
+                other.source == row["source"],
+                other.dest == row["dest"],
+                other.stanza_id == row["stanza_id"],
+            )
+            await session.execute(
+                sa.update(History)
+                .where(
+                    *same_peers,
+                    History.origin_id == row["origin_id"],
+                    History.stanza_id.is_(None),
+                    ~taken,
+                )
+                .values(stanza_id=row["stanza_id"])
+            )
 
     @staticmethod
     def _history_row(m: HistoryMessage, profile_id: int) -> dict[str, Any]:
         if not m.source or not m.dest or not m.source.host or not m.dest.host:
             raise InvalidInput(f"message {m.uid}: source and destination are required")
+        if not m.uid or len(m.uid) > UID_MAX_LENGTH:
+            raise InvalidInput(f"message uid {m.uid!r}: 1 to {UID_MAX_LENGTH} characters")
         return {
             "uid": m.uid,
             "stanza_id": m.stanza_id,
@@ -174,7 +245,7 @@ class HistoryStore:
             "dest_res": m.dest.resource,
             "timestamp": m.timestamp,
             "received_timestamp": m.received_timestamp,
-            "type": MessageType(m.type),
+            "type": _message_type(m.type),
             "extra": m.extra or None,
         }
 
@@ -255,102 +326,169 @@ class HistoryStore:
                 raise InvalidInput(f"direction must be 'in' or 'out', not {direction!r}") from None
         if last_stanza_id:
             limit, order = 1, "desc"
-        async with self.db.transaction() as session:
-            where: list[Any] = [History.profile_id == profile_id]
-            for uid, older in ((before_uid, True), (after_uid, False)):
-                if uid is not None:
-                    ts = await session.scalar(
-                        sa.select(History.timestamp).where(
+        # The statement depends only on which filters are used (the "shape"); values are bound
+        # parameters. Statements are built once per shape and reused: building one costs more
+        # than running it.
+        params: dict[str, Any] = {"profile_id": profile_id}
+        for name, entity in (("peer", peer), ("from", from_jid), ("to", to_jid)):
+            if entity is not None:
+                params[name] = entity.userhost()
+                if entity.resource:
+                    params[f"{name}_res"] = entity.resource
+        for name, value in (
+            ("before", before),
+            ("after", after),
+            ("before_uid", before_uid),
+            ("after_uid", after_uid),
+            ("limit", limit),
+        ):
+            if value is not None:
+                params[name] = value
+        if search:
+            params["search"] = self.db.fts_param(search)
+        if types:
+            params["types"] = [_message_type(t) for t in types]
+        if not_types:
+            params["not_types"] = [_message_type(t) for t in not_types]
+        shape = HistoryQueryShape(
+            params=frozenset(params),
+            direction=direction,
+            between=between,
+            last_stanza_id=last_stanza_id,
+            order=order,
+        )
+        stmt = self._statements.get(shape)
+        if stmt is None:
+            stmt = self._statements[shape] = self._build_query(shape)
+        async with self.db.connection() as conn:
+            rows = (await conn.execute(stmt, params)).all()
+            if not rows:
+                for uid in (before_uid, after_uid):
+                    if uid is not None and not await conn.scalar(
+                        sa.select(sa.literal(1)).where(
                             History.profile_id == profile_id, History.uid == uid
                         )
-                    )
-                    if ts is None:
+                    ):
                         raise NotFound(f"message {uid!r} is not in the history")
-                    # (timestamp, uid) is the order of the history: paging through messages
-                    # sharing a timestamp neither loses nor repeats any
-                    if older:
-                        where.append(
-                            sa.and_(
-                                History.timestamp <= ts,
-                                sa.or_(History.timestamp < ts, History.uid < uid),
-                            )
-                        )
-                    else:
-                        where.append(
-                            sa.and_(
-                                History.timestamp >= ts,
-                                sa.or_(History.timestamp > ts, History.uid > uid),
-                            )
-                        )
-            if before is not None:
-                where.append(History.timestamp < before)
-            if after is not None:
-                where.append(History.timestamp > after)
-            if types:
-                where.append(History.type.in_([MessageType(t) for t in types]))
-            if not_types:
-                where.append(History.type.not_in([MessageType(t) for t in not_types]))
-            if last_stanza_id:
-                where.append(History.stanza_id.is_not(None))
-                where.append(History.type != MessageType.GROUPCHAT)
-            if search:
-                where.append(
-                    History.uid.in_(
-                        sa.select(Message.history_uid).where(
-                            self.db.fts_match(Message.message, "message_fts", search)
-                        )
-                    )
-                )
-            if from_jid is not None:
-                sent = _match(History.source, History.source_res, from_jid)
-                if to_jid is not None:
-                    sent = sa.and_(sent, _match(History.dest, History.dest_res, to_jid))
-                    if between:
-                        sent = sa.or_(
-                            sent,
-                            sa.and_(
-                                _match(History.source, History.source_res, to_jid),
-                                _match(History.dest, History.dest_res, from_jid),
-                            ),
-                        )
-                where.append(sent)
-            elif to_jid is not None:
-                where.append(_match(History.dest, History.dest_res, to_jid))
-
-            branches: list[list[Any]] = [where]
-            if peer is not None:
-                received = _match(History.source, History.source_res, peer)
-                sent_to = _match(History.dest, History.dest_res, peer)
-                if direction is None:
-                    # two index-friendly branches instead of one OR (see _select_uids)
-                    branches = [[*where, received], [*where, sent_to]]
-                elif direction is Direction.IN:
-                    branches = [[*where, received]]
-                else:
-                    branches = [[*where, sent_to]]
-
-            uids = _select_uids(branches, limit, order)
-            stmt = (
-                sa.select(History)
-                .where(History.uid.in_(uids))
-                .options(
-                    selectinload(History.messages),
-                    selectinload(History.subjects),
-                    joinedload(History.thread),
-                )
-                .order_by(*_ordering(History.timestamp, History.uid, order))
-            )
-            rows = list((await session.execute(stmt)).unique().scalars())
         if order == "desc":
             rows.reverse()
         return [HistoryMessage.from_row(row) for row in rows]
 
+    def _build_query(self, shape: HistoryQueryShape) -> Any:
+        """The SELECT of a history query shape (every value a bound parameter)."""
+        keys = shape.params
+        where: list[Any] = [History.profile_id == sa.bindparam("profile_id")]
+        for key, older in (("before_uid", True), ("after_uid", False)):
+            if key in keys:
+                ref = sa.bindparam(key)
+                ref_ts = (
+                    sa.select(History.timestamp)
+                    .where(History.profile_id == sa.bindparam("profile_id"), History.uid == ref)
+                    .scalar_subquery()
+                )
+                # (timestamp, uid) is the order of the history: paging through messages
+                # sharing a timestamp neither loses nor repeats any
+                if older:
+                    where.append(
+                        sa.and_(
+                            History.timestamp <= ref_ts,
+                            sa.or_(History.timestamp < ref_ts, History.uid < ref),
+                        )
+                    )
+                else:
+                    where.append(
+                        sa.and_(
+                            History.timestamp >= ref_ts,
+                            sa.or_(History.timestamp > ref_ts, History.uid > ref),
+                        )
+                    )
+        if "before" in keys:
+            where.append(History.timestamp < sa.bindparam("before"))
+        if "after" in keys:
+            where.append(History.timestamp > sa.bindparam("after"))
+        if "types" in keys:
+            where.append(History.type.in_(sa.bindparam("types", expanding=True)))
+        if "not_types" in keys:
+            where.append(History.type.not_in(sa.bindparam("not_types", expanding=True)))
+        if shape.last_stanza_id:
+            where.append(History.stanza_id.is_not(None))
+            where.append(History.type != MessageType.GROUPCHAT)
+        if "search" in keys:
+            where.append(
+                History.uid.in_(
+                    sa.select(Message.history_uid).where(
+                        self.db.fts_match(Message.message, "message_fts", sa.bindparam("search"))
+                    )
+                )
+            )
 
-def _match(bare_col: Any, res_col: Any, entity: JID) -> Any:
-    clause = bare_col == entity.userhost()
-    if entity.resource:
-        clause = sa.and_(clause, res_col == entity.resource)
-    return clause
+        def match(name: str, bare_col: Any, res_col: Any) -> Any:
+            clause = bare_col == sa.bindparam(name)
+            if f"{name}_res" in keys:
+                clause = sa.and_(clause, res_col == sa.bindparam(f"{name}_res"))
+            return clause
+
+        if "from" in keys:
+            sent = match("from", History.source, History.source_res)
+            if "to" in keys:
+                sent = sa.and_(sent, match("to", History.dest, History.dest_res))
+                if shape.between:
+                    sent = sa.or_(
+                        sent,
+                        sa.and_(
+                            match("to", History.source, History.source_res),
+                            match("from", History.dest, History.dest_res),
+                        ),
+                    )
+            where.append(sent)
+        elif "to" in keys:
+            where.append(match("to", History.dest, History.dest_res))
+
+        branches: list[list[Any]] = [where]
+        if "peer" in keys:
+            received = match("peer", History.source, History.source_res)
+            sent_to = match("peer", History.dest, History.dest_res)
+            if shape.direction is None:
+                # two index-friendly branches instead of one OR (see _select_uids)
+                branches = [[*where, received], [*where, sent_to]]
+            elif shape.direction is Direction.IN:
+                branches = [[*where, received]]
+            else:
+                branches = [[*where, sent_to]]
+        uids = _select_uids(branches, "limit" in keys, shape.order)
+        return self._load_query(uids, shape.order)
+
+    def _load_query(self, uids: Any, order: str) -> Any:
+        """Whole messages (bodies, subjects, thread) of the ``uids`` subquery, in one query."""
+        history, thread = History.__table__, Thread.__table__
+        body, subject = Message.__table__, Subject.__table__
+        bodies = self._texts_by_language(body, body.c.message, history.c.uid)
+        subjects = self._texts_by_language(subject, subject.c.subject, history.c.uid)
+        return (
+            sa.select(
+                history,
+                thread.c.thread_id,
+                thread.c.parent_id,
+                bodies.label("bodies"),
+                subjects.label("subjects"),
+            )
+            .outerjoin(thread, thread.c.history_uid == history.c.uid)
+            .where(history.c.uid.in_(uids))
+            .order_by(*_ordering(history.c.timestamp, history.c.uid, order))
+        )
+
+    def _texts_by_language(self, table: Any, text_col: Any, uid_col: Any) -> Any:
+        """Correlated subquery: the texts of a message as a JSON object ``{language: text}``."""
+        language = sa.func.coalesce(table.c.language, "")
+        if self.db.dialect == "postgresql":
+            aggregate = sa.func.json_object_agg(language, text_col)
+        else:
+            aggregate = sa.func.json_group_object(language, text_col)
+        return (
+            sa.select(sa.type_coerce(aggregate, sa.JSON))
+            .where(table.c.history_uid == uid_col)
+            .scalar_subquery()
+        )
 
 
 def _ordering(timestamp_col: Any, uid_col: Any, order: str) -> tuple[Any, Any]:
@@ -360,7 +498,7 @@ def _ordering(timestamp_col: Any, uid_col: Any, order: str) -> tuple[Any, Any]:
     return timestamp_col.asc(), uid_col.asc()
 
 
-def _select_uids(branches: list[list[Any]], limit: int | None, order: str) -> Any:
+def _select_uids(branches: list[list[Any]], limited: bool, order: str) -> Any:
     """Uids of the matching messages, as a subquery.
 
     With several branches (OR of conditions), each branch is limited and sorted on its own, so
@@ -370,8 +508,10 @@ def _select_uids(branches: list[list[Any]], limit: int | None, order: str) -> An
     selects = []
     for branch in branches:
         stmt = sa.select(History.uid, History.timestamp).where(*branch)
-        if limit is not None:
-            stmt = stmt.order_by(*_ordering(History.timestamp, History.uid, order)).limit(limit)
+        if limited:
+            stmt = stmt.order_by(*_ordering(History.timestamp, History.uid, order)).limit(
+                sa.bindparam("limit")
+            )
         selects.append(stmt)
     if len(selects) == 1:
         inner = selects[0].subquery()
@@ -379,6 +519,8 @@ def _select_uids(branches: list[list[Any]], limit: int | None, order: str) -> An
         # each branch is a subquery: SQLite forbids ORDER BY/LIMIT in a bare compound member
         inner = sa.union(*(sa.select(s.subquery()) for s in selects)).subquery()
     outer = sa.select(inner.c.uid)
-    if limit is not None:
-        outer = outer.order_by(*_ordering(inner.c.timestamp, inner.c.uid, order)).limit(limit)
+    if limited:
+        outer = outer.order_by(*_ordering(inner.c.timestamp, inner.c.uid, order)).limit(
+            sa.bindparam("limit")
+        )
     return outer
