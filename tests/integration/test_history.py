@@ -818,3 +818,13 @@ async def test_stanza_id_fill_never_conflicts(st: Storage) -> None:
     assert await st.add_to_history([echo, new], PROFILE) == ["m5"]
     by_uid = {m.uid: m for m in await st.history_get(PROFILE)}
     assert by_uid["m1"].stanza_id is None and by_uid["m2"].stanza_id == "s1"
+
+
+@aio
+async def test_invalid_timestamp(st: Storage) -> None:
+    """A message without a numeric timestamp is refused (never silently skipped)."""
+    a, b = JID("a@example.org"), JID("b@example.org")
+    for timestamp in (None, "yesterday", True):
+        with pytest.raises(InvalidInput, match="timestamp"):
+            await st.add_to_history(HistoryMessage(a, b, timestamp), PROFILE)  # type: ignore[arg-type]
+    assert await st.history_get(PROFILE) == []

@@ -15,6 +15,7 @@ from twisted.words.protocols.jabber.jid import JID
 
 from libervia.backend.core.exceptions import (
     DatabaseCorrupted,
+    DatabaseError,
     DatabaseTooNew,
     MigrationFailed,
 )
@@ -343,3 +344,15 @@ async def test_missing_directory_is_created(tmp_path: Path) -> None:
     await storage.initialise()
     await storage.close()
     assert path.exists()
+
+
+@aio
+async def test_unreadable_path_is_a_clear_error(tmp_path: Path) -> None:
+    """A directory where the database file should be gives a DatabaseError, not a traceback."""
+    path = tmp_path / "libervia.db"
+    path.mkdir()
+    storage = Storage(f"sqlite+aiosqlite:///{path}")
+    with pytest.raises(DatabaseError, match="cannot read the database file"):
+        await storage.initialise()
+    await storage.close()
+    assert path.is_dir() and not any(path.iterdir())

@@ -22,6 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 FOREIGN_KEYS_OFF = "libervia_foreign_keys_off"
 
 SQLITE_BUSY_TIMEOUT_S = 30
+#: page cache per connection (SQLite default: 2 MiB), in KiB
+SQLITE_CACHE_KIB = 32768
 
 
 def is_sqlite(url: str | URL) -> bool:
@@ -35,6 +37,7 @@ def _sqlite_on_connect(dbapi_connection: Any, connection_record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
     cursor.close()
 
 

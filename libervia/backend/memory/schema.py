@@ -108,8 +108,14 @@ def _inspect_sqlite_file(path: Path) -> str | None | bool:
     Raises:
         DatabaseCorrupted: the file is not a readable SQLite database.
     """
-    with path.open("rb") as f:
-        header = f.read(len(SQLITE_HEADER))
+    try:
+        with path.open("rb") as f:
+            header = f.read(len(SQLITE_HEADER))
+    except OSError as e:
+        raise DatabaseError(
+            f"cannot read the database file {path}: {e.strerror or e}. Check db_url and the "
+            "file's permissions."
+        ) from e
     if header != SQLITE_HEADER:
         raise DatabaseCorrupted(
             f"{path} is not an SQLite database (bad header); it was left untouched. Move it "

@@ -405,6 +405,8 @@ class PubsubItem(Base):
         sa.UniqueConstraint("node_id", "name"),
         sa.Index("ix_pubsub_items_node_id_created", "node_id", "created"),
         sa.Index("ix_pubsub_items_node_id_updated", "node_id", "updated"),
+        # searches across nodes, newest first, stop after ``limit`` matches
+        sa.Index("ix_pubsub_items_created_id", "created", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

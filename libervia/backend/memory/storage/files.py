@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -14,6 +13,7 @@ from libervia.backend.core.exceptions import InvalidInput, NotFound
 from libervia.backend.memory.sqla_mapping import File, FileType
 from libervia.backend.memory.storage.base import Database
 from libervia.backend.memory.storage.profiles import ProfileStore
+from libervia.backend.tools.ids import time_ordered_uuid
 
 #: JSON columns that :meth:`FileStore.file_update` may change
 UPDATABLE_JSON_COLUMNS = ("access", "extra")
@@ -58,7 +58,7 @@ class FileStore:
         if (file_hash is None) != (hash_algo is None):
             raise InvalidInput("file_hash and hash_algo go together")
         profile_id = self.profiles.id_of(profile)
-        file_id = file_id or str(uuid.uuid4())
+        file_id = file_id or time_ordered_uuid()
         row = File(
             id=file_id,
             version=version,

@@ -8,7 +8,6 @@ idempotent and writes a whole batch in one transaction.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -23,6 +22,7 @@ from libervia.backend.core.log import get_logger
 from libervia.backend.memory.sqla_mapping import History, Message, MessageType, Subject, Thread
 from libervia.backend.memory.storage.base import Database
 from libervia.backend.memory.storage.profiles import ProfileStore
+from libervia.backend.tools.ids import time_ordered_uuid
 
 log = get_logger(__name__)
 
@@ -52,7 +52,7 @@ class HistoryMessage:
     type: MessageType = MessageType.CHAT
     message: dict[str, str] = field(default_factory=dict)
     subject: dict[str, str] = field(default_factory=dict)
-    uid: str = field(default_factory=lambda: str(uuid.uuid4()))
+    uid: str = field(default_factory=time_ordered_uuid)
     stanza_id: str | None = None
     origin_id: str | None = None
     update_uid: str | None = None
@@ -151,7 +151,7 @@ class HistoryStore:
         history = History.__table__
         stored: set[str] = set()
         async with self.db.transaction() as session:
-            insert = self.db.insert(history).on_conflict_do_nothing().returning(history.c.uid)
+            insert = self.db.insert_ignore(history).returning(history.c.uid)
             for start in range(0, len(rows), BATCH_SIZE):
                 result = await session.execute(insert, rows[start : start + BATCH_SIZE])
                 stored.update(result.scalars())
@@ -231,6 +231,8 @@ class HistoryStore:
     def _history_row(m: HistoryMessage, profile_id: int) -> dict[str, Any]:
         if not m.source or not m.dest or not m.source.host or not m.dest.host:
             raise InvalidInput(f"message {m.uid}: source and destination are required")
+        if not isinstance(m.timestamp, int | float) or isinstance(m.timestamp, bool):
+            raise InvalidInput(f"message {m.uid}: invalid timestamp {m.timestamp!r}")
         if not m.uid or len(m.uid) > UID_MAX_LENGTH:
             raise InvalidInput(f"message uid {m.uid!r}: 1 to {UID_MAX_LENGTH} characters")
         return {

@@ -347,6 +347,7 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_pubsub_items_node_id_updated", ["node_id", "updated"], unique=False
         )
+        batch_op.create_index("ix_pubsub_items_created_id", ["created", "id"], unique=False)
 
     op.create_table(
         "pubsub_subs",
@@ -422,6 +423,7 @@ def downgrade() -> None:
     op.drop_table("subject")
     op.drop_table("pubsub_subs")
     with op.batch_alter_table("pubsub_items", schema=None) as batch_op:
+        batch_op.drop_index("ix_pubsub_items_created_id")
         batch_op.drop_index("ix_pubsub_items_node_id_updated")
         batch_op.drop_index("ix_pubsub_items_node_id_created")
 
