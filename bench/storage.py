@@ -36,7 +36,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from twisted.words.protocols.jabber.jid import JID  # noqa: E402
+from twisted.words.protocols.jabber.jid import JID, internJID  # noqa: E402
 
 from libervia.backend.memory.sqla import HistoryMessage, Storage  # noqa: E402
 from libervia.backend.tools.xml import parse  # noqa: E402
@@ -49,16 +49,19 @@ WORDS = (
 ).split()
 
 
-def message_rows(n: int, peers: int, rng: random.Random, t0: float = 1.6e9) -> list[HistoryMessage]:
+def message_rows(
+    n: int, peers: int, rng: random.Random, t0: float = 1.6e9, first: int = 0
+) -> list[HistoryMessage]:
+    """``n`` messages with ``peers`` contacts; the word ``n<number>`` is unique to each."""
     out = []
     for i in range(n):
         peer = f"peer{rng.randrange(peers)}@example.net"
         incoming = rng.random() < 0.5
-        text = " ".join(rng.choices(WORDS, k=8)) + f" n{i}"
+        text = " ".join(rng.choices(WORDS, k=8)) + f" n{first + i}"
         out.append(
             HistoryMessage(
-                source=JID(f"{peer}/phone" if incoming else f"{ME}/laptop"),
-                dest=JID(f"{ME}/laptop" if incoming else f"{peer}/phone"),
+                source=internJID(f"{peer}/phone" if incoming else f"{ME}/laptop"),
+                dest=internJID(f"{ME}/laptop" if incoming else f"{peer}/phone"),
                 timestamp=t0 + i,
                 message={"": text},
                 stanza_id=f"s{i}-{uuid.uuid4().hex[:8]}",
@@ -161,7 +164,7 @@ async def bench_history_get(
     start = time.perf_counter()
     profile_id = storage.profiles.id_of(PROFILE)
     for i in range(0, n, 20_000):
-        rows = message_rows(20_000, peers, rng, t0=1.6e9 + i)
+        rows = message_rows(20_000, peers, rng, t0=1.6e9 + i, first=i)
         if is_sqlite:
             # setup only: the raw path is ~2.5x faster (add_to_history is measured above)
             raw_sqlite_insert(Path(url.split("///", 1)[1]), rows, profile_id)

@@ -828,3 +828,38 @@ async def test_invalid_timestamp(st: Storage) -> None:
         with pytest.raises(InvalidInput, match="timestamp"):
             await st.add_to_history(HistoryMessage(a, b, timestamp), PROFILE)  # type: ignore[arg-type]
     assert await st.history_get(PROFILE) == []
+
+
+@pytest.mark.parametrize("few_matches", [0, 1, 1000])
+@aio
+async def test_search_strategies_agree(
+    st: Storage, few_matches: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Searches give the same results whether the matches are looked up by uid (few) or the
+    history is walked newest first (many)."""
+    from libervia.backend.memory.storage import history as history_module
+
+    monkeypatch.setattr(history_module, "FEW_MATCHES", few_matches)
+    a, b, c = JID("a@example.org"), JID("b@example.org"), JID("c@example.org")
+    await st.add_to_history(
+        [
+            HistoryMessage(
+                a, b if i % 2 else c, float(i), message={"": f"word{i % 3} common"}, uid=f"m{i}"
+            )
+            for i in range(12)
+        ],
+        PROFILE,
+    )
+    assert [m.uid for m in await st.history_get(PROFILE, search="word1")] == [
+        "m1",
+        "m4",
+        "m7",
+        "m10",
+    ]
+    assert [m.uid for m in await st.history_get(PROFILE, search="word1", limit=2)] == ["m7", "m10"]
+    assert [m.uid for m in await st.history_get(PROFILE, search="common", peer=b, limit=3)] == [
+        "m7",
+        "m9",
+        "m11",
+    ]
+    assert await st.history_get(PROFILE, search="absent") == []

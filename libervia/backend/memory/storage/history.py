@@ -29,6 +29,8 @@ log = get_logger(__name__)
 #: rows per INSERT statement when writing a batch (keeps SQLite under its variable limit)
 BATCH_SIZE = 500
 UID_MAX_LENGTH = 64
+#: up to this many full-text matches, a search looks messages up by uid (see history_get)
+FEW_MATCHES = 1000
 
 
 def _message_type(value: MessageType | str) -> MessageType:
@@ -113,6 +115,7 @@ class HistoryStore:
         self.profiles = profiles
         #: built statements by query shape (a few dozen shapes in practice)
         self._statements: dict[HistoryQueryShape, Any] = {}
+        self._search_stmt: Any = None
 
     # --- writing ------------------------------------------------------------------------------
 
@@ -347,7 +350,14 @@ class HistoryStore:
             if value is not None:
                 params[name] = value
         if search:
-            params["search"] = self.db.fts_param(search)
+            # Few matches: look the messages up by uid (fast whatever their age); many: walk
+            # the history newest first, checking matches (stops at ``limit``). A planner
+            # cannot tell the two apart, so the first bounded query decides.
+            matches = await self._search_uids(self.db.fts_param(search))
+            if matches is None:
+                params["search"] = self.db.fts_param(search)
+            else:
+                params["search_uids"] = matches
         if types:
             params["types"] = [_message_type(t) for t in types]
         if not_types:
@@ -375,6 +385,24 @@ class HistoryStore:
         if order == "desc":
             rows.reverse()
         return [HistoryMessage.from_row(row) for row in rows]
+
+    async def _search_uids(self, fts_param: str) -> list[str] | None:
+        """Uids of the messages matching a full-text search, or None when there are more than
+        :data:`FEW_MATCHES`."""
+        stmt = self._search_stmt
+        if stmt is None:
+            matching = (
+                sa.select(Message.id)
+                .where(self.db.fts_match(Message.message, "message_fts", sa.bindparam("q")))
+                .limit(FEW_MATCHES + 1)
+                .subquery()
+            )
+            stmt = self._search_stmt = sa.select(Message.history_uid).where(
+                Message.id.in_(sa.select(matching.c.id))
+            )
+        async with self.db.connection() as conn:
+            uids = list((await conn.execute(stmt, {"q": fts_param})).scalars())
+        return None if len(uids) > FEW_MATCHES else uids
 
     def _build_query(self, shape: HistoryQueryShape) -> Any:
         """The SELECT of a history query shape (every value a bound parameter)."""
@@ -415,6 +443,8 @@ class HistoryStore:
         if shape.last_stanza_id:
             where.append(History.stanza_id.is_not(None))
             where.append(History.type != MessageType.GROUPCHAT)
+        if "search_uids" in keys:
+            where.append(History.uid.in_(sa.bindparam("search_uids", expanding=True)))
         if "search" in keys:
             where.append(
                 History.uid.in_(

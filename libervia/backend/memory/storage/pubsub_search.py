@@ -44,7 +44,7 @@ from sqlalchemy.dialects import postgresql
 
 from libervia.backend.core.exceptions import InvalidInput
 from libervia.backend.memory.sqla_mapping import PubsubItem, PubsubNode
-from libervia.backend.memory.storage.base import Database, fts5_query
+from libervia.backend.memory.storage.base import Database
 
 QUERY_KEYS = frozenset(
     {
@@ -253,6 +253,7 @@ def build_query(db: Database, query: dict[str, Any], profile_ids: list[int] | No
         values = _list(query, key)
         if values is not None:
             stmt = stmt.where(column.in_(list(values)))
+    order_by = _list(query, "order-by")
     fts = query.get("fts")
     rank: Any = None
     if fts is not None:
@@ -264,6 +265,10 @@ def build_query(db: Database, query: dict[str, Any], profile_ids: list[int] | No
                 sa.func.to_tsvector(sa.literal_column("'simple'"), PubsubItem.data),
                 sa.func.plainto_tsquery(sa.literal_column("'simple'"), fts),
             ).desc()
+        elif not any(isinstance(o, dict) and o.get("order") == "rank" for o in order_by or []):
+            # "id IN (matches)" lets SQLite walk the items newest first and stop at the limit
+            # (measured ~1.7x faster than a join for common words, and as fast for rare ones)
+            stmt = stmt.where(db.fts_match(PubsubItem.data, "pubsub_items_fts", fts))
         else:
             matches = (
                 sa.select(
@@ -271,14 +276,13 @@ def build_query(db: Database, query: dict[str, Any], profile_ids: list[int] | No
                     sa.literal_column("rank").label("rank"),
                 )
                 .select_from(sa.table("pubsub_items_fts"))
-                .where(sa.literal_column("pubsub_items_fts").op("MATCH")(fts5_query(fts)))
+                .where(sa.literal_column("pubsub_items_fts").op("MATCH")(db.fts_param(fts)))
                 .subquery()
             )
             stmt = stmt.join(matches, matches.c.rowid == PubsubItem.id)
             rank = matches.c.rank.asc()  # FTS5 rank: lower is better
     for spec in _list(query, "parsed") or []:
         stmt = stmt.where(_parsed_filter(db, spec))
-    order_by = _list(query, "order-by")
     if not order_by:
         stmt = stmt.order_by(PubsubItem.created.desc(), PubsubItem.id.desc())
     else:
