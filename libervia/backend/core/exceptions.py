@@ -26,6 +26,7 @@ class ErrorCode(StrEnum):
     MIGRATION_FAILED = "MigrationFailed"
     PASSWORD_ERROR = "PasswordError"
     DECRYPTION_ERROR = "DecryptionError"
+    PERMISSION_DENIED = "PermissionDenied"
 
 
 class LiberviaError(Exception):
@@ -86,3 +87,9 @@ class PasswordError(LiberviaError):
 
 class DecryptionError(LiberviaError):
     code = ErrorCode.DECRYPTION_ERROR
+
+
+class PermissionDenied(LiberviaError):
+    """The caller is not allowed to do this (e.g. a parameter above its security limit)."""
+
+    code = ErrorCode.PERMISSION_DENIED
