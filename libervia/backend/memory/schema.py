@@ -196,41 +196,41 @@ def backup_sqlite(path: Path, revision: str) -> Path:
     return target
 
 
-async def run_upgrade(
-    engine: AsyncEngine, revision: str = "head", script_location: Path = MIGRATION_DIR
+async def _run_command(
+    engine: AsyncEngine, script_location: Path, command_fn: Any, revision: str
 ) -> None:
-    """Upgrade in one transaction on the engine's connection (SQLite foreign keys off)."""
+    """Run an Alembic command in one transaction on the engine's connection.
+
+    SQLite foreign keys are off for that transaction (batch migrations copy referenced tables)
+    and checked before commit by ``env.py``.
+    """
     cfg = alembic_config(script_location)
 
-    def do_upgrade(sync_conn: Connection) -> None:
+    def run(sync_conn: Connection) -> None:
         cfg.attributes["connection"] = sync_conn
-        command.upgrade(cfg, revision)
+        command_fn(cfg, revision)
 
     async with engine.connect() as conn:
         conn = await conn.execution_options(**{FOREIGN_KEYS_OFF: True})
         async with conn.begin():
-            await conn.run_sync(do_upgrade)
+            await conn.run_sync(run)
         if engine.dialect.name == "sqlite":
             # never give a connection without foreign keys back to the pool
             await conn.invalidate()
 
 
+async def run_upgrade(
+    engine: AsyncEngine, revision: str = "head", script_location: Path = MIGRATION_DIR
+) -> None:
+    """Upgrade to ``revision`` in one transaction."""
+    await _run_command(engine, script_location, command.upgrade, revision)
+
+
 async def run_downgrade(
     engine: AsyncEngine, revision: str, script_location: Path = MIGRATION_DIR
 ) -> None:
-    """Downgrade in one transaction (used by tests and by developers)."""
-    cfg = alembic_config(script_location)
-
-    def do_downgrade(sync_conn: Connection) -> None:
-        cfg.attributes["connection"] = sync_conn
-        command.downgrade(cfg, revision)
-
-    async with engine.connect() as conn:
-        conn = await conn.execution_options(**{FOREIGN_KEYS_OFF: True})
-        async with conn.begin():
-            await conn.run_sync(do_downgrade)
-        if engine.dialect.name == "sqlite":
-            await conn.invalidate()
+    """Downgrade to ``revision`` in one transaction (used by tests and by developers)."""
+    await _run_command(engine, script_location, command.downgrade, revision)
 
 
 async def check(engine: AsyncEngine, script_location: Path = MIGRATION_DIR) -> None:
