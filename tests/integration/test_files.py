@@ -10,6 +10,7 @@ from twisted.words.protocols.jabber.jid import JID
 from libervia.backend.core.exceptions import InvalidInput, NotFound
 from libervia.backend.memory.sqla import Storage
 from libervia.backend.memory.sqla_mapping import FileType
+from libervia.backend.tools.xml import parse
 from tests.conftest import aio
 
 
@@ -117,3 +118,19 @@ async def test_file_delete_and_used_space(storage: Storage) -> None:
     assert await storage.file_get_used_space("alice", alice) == 50
     with pytest.raises(NotFound):
         await storage.file_delete(ids[0])
+
+
+@aio
+async def test_non_json_values_are_invalid_input(storage: Storage) -> None:
+    """Values that cannot be stored as JSON give InvalidInput, and nothing is written."""
+    await storage.create_profile("alice")
+    with pytest.raises(InvalidInput, match="JSON"):
+        await storage.set_file("alice", "x", extra={"when": object()})
+    with pytest.raises(InvalidInput):
+        await storage.set_private_value("ns", "k", {1, 2}, profile="alice")
+    node = await storage.set_pubsub_node("alice", JID("pubsub.example.org"), "n")
+    with pytest.raises(InvalidInput):
+        await storage.cache_pubsub_items(node, [parse('<item id="1"/>')], [{"x": object()}])
+    assert await storage.get_files("alice") == []
+    assert await storage.get_privates("ns", profile="alice") == {}
+    assert (await storage.get_items(node))[0] == []

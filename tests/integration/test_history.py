@@ -863,3 +863,18 @@ async def test_search_strategies_agree(
         "m11",
     ]
     assert await st.history_get(PROFILE, search="absent") == []
+
+
+@aio
+async def test_malformed_texts_and_extra(st: Storage) -> None:
+    """Non-text bodies/subjects and non-JSON extra are InvalidInput; nothing is stored."""
+    a, b = JID("a@example.org"), JID("b@example.org")
+    for bad in (
+        HistoryMessage(a, b, 1.0, message={"": 42}),  # type: ignore[dict-item]
+        HistoryMessage(a, b, 1.0, subject={None: "x"}),  # type: ignore[dict-item]
+        HistoryMessage(a, b, 1.0, message="plain"),  # type: ignore[arg-type]
+        HistoryMessage(a, b, 1.0, extra={"when": object()}),
+    ):
+        with pytest.raises(InvalidInput):
+            await st.add_to_history([HistoryMessage(a, b, 0.5, message={"": "ok"}), bad], PROFILE)
+    assert await st.history_get(PROFILE) == []

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
+from libervia.backend.core.exceptions import InvalidInput
 from libervia.backend.memory.engine import create_sessionmaker
 
 
@@ -29,9 +30,15 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """One unit of work: a short session inside a transaction, committed on exit."""
-        async with self.sessions() as session, session.begin():
-            yield session
+        """One unit of work: a short session inside a transaction, committed on exit.
+
+        Raises:
+            InvalidInput: a value could not be converted for the database (e.g. an ``extra``
+                that is not JSON-serialisable); the transaction is rolled back.
+        """
+        with _bad_values_as_invalid_input():
+            async with self.sessions() as session, session.begin():
+                yield session
 
     def insert(self, table: Any) -> Any:
         """Engine-specific INSERT (for ``on_conflict_do_nothing`` / ``on_conflict_do_update``)."""
@@ -42,8 +49,9 @@ class Database:
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[AsyncConnection]:
         """A Core connection in a transaction (cheaper than a session, for Core statements)."""
-        async with self.engine.connect() as conn, conn.begin():
-            yield conn
+        with _bad_values_as_invalid_input():
+            async with self.engine.connect() as conn, conn.begin():
+                yield conn
 
     def insert_ignore(self, table: Any) -> Any:
         """INSERT skipping rows that would violate a unique constraint.
@@ -81,6 +89,17 @@ class Database:
             .select_from(sa.table(fts_table))
             .where(sa.literal_column(fts_table).op("MATCH")(value))
         )
+
+
+@contextmanager
+def _bad_values_as_invalid_input() -> Iterator[None]:
+    """Turn "this value cannot be bound" errors into InvalidInput (database errors pass)."""
+    try:
+        yield
+    except sa.exc.StatementError as e:
+        if isinstance(e, sa.exc.DBAPIError) or not isinstance(e.orig, TypeError | ValueError):
+            raise
+        raise InvalidInput(f"invalid value for the database: {e.orig}") from e
 
 
 def fts5_query(text: str) -> str:

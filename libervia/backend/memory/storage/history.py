@@ -8,6 +8,7 @@ idempotent and writes a whole batch in one transaction.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -238,6 +239,16 @@ class HistoryStore:
             raise InvalidInput(f"message {m.uid}: invalid timestamp {m.timestamp!r}")
         if not m.uid or len(m.uid) > UID_MAX_LENGTH:
             raise InvalidInput(f"message uid {m.uid!r}: 1 to {UID_MAX_LENGTH} characters")
+        for field_name, texts in (("message", m.message), ("subject", m.subject)):
+            if not isinstance(texts, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in texts.items()
+            ):
+                raise InvalidInput(f"message {m.uid}: {field_name} must map languages to text")
+        if m.extra:
+            try:
+                json.dumps(m.extra)
+            except (TypeError, ValueError) as e:
+                raise InvalidInput(f"message {m.uid}: extra is not JSON-serialisable: {e}") from e
         return {
             "uid": m.uid,
             "stanza_id": m.stanza_id,
