@@ -4,7 +4,8 @@ Twisted offers PLAIN, DIGEST-MD5 and ANONYMOUS only. :class:`ScramMechanism` imp
 SCRAM-SHA-1 and SCRAM-SHA-256 (no channel binding: ``n,,``) with the ``ISASLMechanism``
 interface, and checks the server's signature, so that a server which does not know the password
 cannot pretend to. :func:`choose_mechanism` prefers SCRAM-SHA-256, then SCRAM-SHA-1, and allows
-PLAIN only over TLS.
+PLAIN only over TLS. :class:`SASLInitiatingInitializer` plugs both into Twisted's stream
+initialisation.
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ import os
 import stringprep
 import unicodedata
 
+from twisted.internet.interfaces import ISSLTransport
+from twisted.words.protocols.jabber import sasl
 from twisted.words.protocols.jabber.sasl_mechanisms import ISASLMechanism, Plain
+from twisted.words.xish import domish
 from zope.interface import implementer
 
 from libervia.backend.core.exceptions import LiberviaError
@@ -176,3 +180,31 @@ def choose_mechanism(
         f"no acceptable SASL mechanism among {offered}"
         + ("" if tls else " (PLAIN is refused without TLS)")
     )
+
+
+class SASLInitiatingInitializer(sasl.SASLInitiatingInitializer):
+    """Twisted's SASL initializer with our mechanism choice and the SCRAM server check."""
+
+    def setMechanism(self) -> None:  # noqa: N802 - Twisted's name
+        authenticator = self.xmlstream.authenticator
+        tls = ISSLTransport.providedBy(self.xmlstream.transport)
+        self.mechanism = choose_mechanism(
+            list(sasl.get_mechanisms(self.xmlstream)),
+            authenticator.jid.user or "",
+            authenticator.password,
+            tls,
+        )
+
+    def onSuccess(self, success: domish.Element) -> None:  # noqa: N802 - Twisted's name
+        if isinstance(self.mechanism, ScramMechanism) and not self.mechanism.server_verified:
+            try:
+                data = str(success).strip()
+                if not data:
+                    raise SASLError("the server did not prove that it knows the password")
+                self.mechanism.verify_server_final(sasl.fromBase64(data))
+            except (SASLError, sasl.SASLIncorrectEncodingError) as e:
+                self.xmlstream.removeObserver("/challenge", self.onChallenge)
+                self.xmlstream.removeObserver("/failure", self.onFailure)
+                self._deferred.errback(e if isinstance(e, SASLError) else SASLError(str(e)))
+                return
+        super().onSuccess(success)

@@ -1,0 +1,163 @@
+"""A real Prosody for end-to-end tests: config written into a temp dir, 127.0.0.1, free ports,
+STARTTLS with a self-signed certificate, accounts made with prosodyctl.
+
+Facts (DESIGN.md §8): never Debian's default config (mod_limits throttles c2s); ``nagle =
+false`` cuts notification latency from ~42 ms to ~3 ms.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+DOMAIN = "localhost"
+MODULES = [
+    "roster",
+    "saslauth",
+    "tls",
+    "disco",
+    "ping",
+    "presence",
+    "message",
+    "iq",
+    "private",
+    "vcard",
+    "version",
+    "pep",
+    "carbons",
+    "mam",
+    "smacks",
+    "blocklist",
+]
+
+
+class ProsodyUnavailable(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Prosody:
+    """A Prosody server in a temporary directory; :meth:`stop` removes everything."""
+
+    def __init__(self) -> None:
+        for tool in ("prosody", "prosodyctl", "openssl"):
+            if shutil.which(tool) is None:
+                raise ProsodyUnavailable(
+                    f"{tool} not found: install the Debian 'prosody' package (the README test "
+                    "command does it)"
+                )
+        self.dir = Path(tempfile.mkdtemp(prefix="libervia-prosody-"))
+        self.c2s_port = free_port()
+        self.config = self.dir / "prosody.cfg.lua"
+        self.cert = self.dir / "certs" / f"{DOMAIN}.crt"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def _write_config(self) -> None:
+        (self.dir / "data").mkdir()
+        (self.dir / "certs").mkdir()
+        key = self.dir / "certs" / f"{DOMAIN}.key"
+        subprocess.run(
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                f"/CN={DOMAIN}",
+                "-addext",
+                f"subjectAltName=DNS:{DOMAIN}",
+                "-keyout",
+                str(key),
+                "-out",
+                str(self.cert),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        modules = ", ".join(f'"{m}"' for m in MODULES)
+        self.config.write_text(
+            f"""
+run_as_root = true
+daemonize = false
+pidfile = "{self.dir}/prosody.pid"
+data_path = "{self.dir}/data"
+log = {{ {{ levels = {{ min = "info" }}, to = "file", filename = "{self.dir}/prosody.log" }} }}
+interfaces = {{ "127.0.0.1" }}
+c2s_ports = {{ {self.c2s_port} }}
+c2s_interfaces = {{ "127.0.0.1" }}
+s2s_ports = {{ }}
+component_ports = {{ }}
+http_ports = {{ }}
+https_ports = {{ }}
+network_settings = {{ nagle = false }}
+modules_enabled = {{ {modules} }}
+modules_disabled = {{ "s2s", "limits" }}
+authentication = "internal_hashed"
+c2s_require_encryption = true
+allow_registration = false
+certificates = "{self.dir}/certs"
+ssl = {{ key = "{key}", certificate = "{self.cert}" }}
+archive_expires_after = "never"
+VirtualHost "{DOMAIN}"
+"""
+        )
+
+    def start(self) -> None:
+        self._write_config()
+        log = (self.dir / "stdout.log").open("wb")
+        self.process = subprocess.Popen(
+            ["prosody", "--config", str(self.config), "-F"], stdout=log, stderr=log
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"prosody exited: {self.logs()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.c2s_port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"prosody did not listen in time: {self.logs()}")
+
+    def logs(self) -> str:
+        texts = []
+        for name in ("stdout.log", "prosody.log"):
+            path = self.dir / name
+            if path.exists():
+                texts.append(path.read_text(errors="replace")[-4000:])
+        return "\n".join(texts)
+
+    def adduser(self, user: str, password: str) -> str:
+        subprocess.run(
+            ["prosodyctl", "--config", str(self.config), "register", user, DOMAIN, password],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        return f"{user}@{DOMAIN}"
+
+    def stop(self) -> None:
+        try:
+            if self.process is not None and self.process.poll() is None:
+                self.process.terminate()
+                try:
+                    self.process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait(timeout=10)
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
