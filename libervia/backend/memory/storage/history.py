@@ -154,10 +154,10 @@ class HistoryStore:
             row.setdefault("update_uid", None)
         history = History.__table__
         stored: set[str] = set()
-        async with self.db.transaction() as session:
+        async with self.db.connection() as conn:
             insert = self.db.insert_ignore(history).returning(history.c.uid)
             for start in range(0, len(rows), BATCH_SIZE):
-                result = await session.execute(insert, rows[start : start + BATCH_SIZE])
+                result = await conn.execute(insert, rows[start : start + BATCH_SIZE])
                 stored.update(result.scalars())
             bodies, subjects, threads = [], [], []
             for m in batch:
@@ -177,11 +177,9 @@ class HistoryStore:
                     )
             for cls, values in ((Message, bodies), (Subject, subjects), (Thread, threads)):
                 for start in range(0, len(values), BATCH_SIZE):
-                    await session.execute(
-                        sa.insert(cls.__table__), values[start : start + BATCH_SIZE]
-                    )
-            await self._link_corrections_txn(session, corrections, stored)
-            await self._fill_stanza_ids_txn(session, profile_id, rows, stored)
+                    await conn.execute(sa.insert(cls.__table__), values[start : start + BATCH_SIZE])
+            await self._link_corrections_txn(conn, corrections, stored)
+            await self._fill_stanza_ids_txn(conn, profile_id, rows, stored)
         return [m.uid for m in batch if m.uid in stored]
 
     @staticmethod
