@@ -14,6 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.net import free_port
+
 DOMAIN = "localhost"
 MODULES = [
     "roster",
@@ -37,12 +39,6 @@ MODULES = [
 
 class ProsodyUnavailable(RuntimeError):
     pass
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Prosody:

@@ -9,10 +9,11 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
+
+from tests.net import free_port
 
 
 class PostgreSQLUnavailable(RuntimeError):
@@ -30,12 +31,6 @@ def find_bin(name: str) -> str:
         f"PostgreSQL's {name} was not found: install the Debian 'postgresql' package (the README "
         "test command does it)"
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Cluster:
