@@ -356,3 +356,29 @@ async def test_unreadable_path_is_a_clear_error(tmp_path: Path) -> None:
         await storage.initialise()
     await storage.close()
     assert path.is_dir() and not any(path.iterdir())
+
+
+@aio
+async def test_failed_backup_means_no_upgrade(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the backup before an upgrade cannot be written, nothing is upgraded and the error
+    says why."""
+    path = tmp_path / "libervia.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    storage = Storage(url)
+    await storage.initialise()
+    await fill(storage)
+    await storage.close()
+    before = await dump(url)
+
+    def no_space(*args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(schema, "backup_sqlite", no_space)
+    storage = Storage(url, script_location=extra_revision(tmp_path, "op.drop_table('files')"))
+    with pytest.raises(DatabaseError, match="not upgraded"):
+        await storage.initialise()
+    await storage.close()
+    assert await dump(url) == before
+    assert await revision_of(url) == FIRST_REVISION

@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -279,7 +280,7 @@ async def prepare_database(engine: AsyncEngine, script_location: Path = MIGRATIO
         return DbStatus(DbState.UP_TO_DATE, revision, head)
     try:
         script.get_revision(revision)
-    except Exception:
+    except CommandError:
         raise DatabaseTooNew(
             f"the database is at revision {revision!r}, which this version of Libervia does not "
             f"know (its newest is {head!r}): it was made by a newer version. Upgrade Libervia, "
@@ -289,7 +290,13 @@ async def prepare_database(engine: AsyncEngine, script_location: Path = MIGRATIO
     if engine.dialect.name == "sqlite":
         path = sqlite_path(url)
         if path is not None:
-            backup = await asyncio.to_thread(backup_sqlite, path, revision)
+            try:
+                backup = await asyncio.to_thread(backup_sqlite, path, revision)
+            except (OSError, sqlite3.Error) as e:
+                raise DatabaseError(
+                    f"cannot back up {path} before upgrading it ({e}); it was not upgraded. "
+                    "Free some disk space or check the directory's permissions."
+                ) from e
             log.info("database backed up to %s before upgrading", backup)
     log.info("upgrading the database from revision %s to %s", revision, head)
     try:
