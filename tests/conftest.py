@@ -17,6 +17,9 @@ import pytest_twisted
 
 from libervia.backend.core.aio import as_deferred
 
+# fixtures shared by every tier: a private dbus-daemon (dbus_daemon, bus_address)
+pytest_plugins = ["tests.dbus"]
+
 T = TypeVar("T")
 
 

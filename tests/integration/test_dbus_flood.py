@@ -1,56 +1,16 @@
 """The D-Bus flood: thousands of pipelined calls on a real private dbus-daemon are all answered
-and nobody is knocked off the bus (dbus-fast with our EAGAIN-safe writer)."""
+and nobody is knocked off the bus (dbus-fast with our EAGAIN-safe writer).
+
+``bus_address`` is the private dbus-daemon of ``tests/dbus.py``."""
 
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
-import tempfile
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from libervia.frontends.bridge import dbus_fast_compat
 from tests.conftest import aio
-
-CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:path={socket}</listen>
-  <policy context="default">
-    <allow send_destination="*"/>
-    <allow receive_sender="*"/>
-    <allow own="*"/>
-  </policy>
-  <limit name="max_replies_per_connection">100000</limit>
-</busconfig>
-"""
-
-
-@pytest.fixture
-def bus_address() -> Iterator[str]:
-    """A private dbus-daemon on a socket in a temp dir (stopped and removed afterwards)."""
-    if shutil.which("dbus-daemon") is None:
-        pytest.fail("dbus-daemon is missing: install the Debian 'dbus-daemon' package")
-    directory = Path(tempfile.mkdtemp(prefix="libervia-dbus-"))
-    socket_path = directory / "bus"
-    config = directory / "session.conf"
-    config.write_text(CONFIG.format(socket=socket_path))
-    process = subprocess.Popen(
-        ["dbus-daemon", "--nofork", f"--config-file={config}", "--print-address"],
-        stdout=subprocess.PIPE,
-    )
-    try:
-        assert process.stdout is not None
-        process.stdout.readline()  # the daemon prints its address once it listens
-        yield f"unix:path={socket_path}"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.mark.timeout(120)
