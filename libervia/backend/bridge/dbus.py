@@ -114,6 +114,17 @@ class DBusBridge:
     def connected(self) -> bool:
         return self._bus is not None and self._bus.connected
 
+    async def wait_disconnected(self) -> None:
+        """Return when the bus connection ends (``disconnect()``, or the bus went away: the
+        daemon may want to stop then, no frontend can reach it any more)."""
+        bus = self._bus
+        if bus is None:
+            return
+        try:
+            await bus.wait_for_disconnect()
+        except Exception as e:
+            log.error("lost the D-Bus connection: %s", e)
+
     async def connect(self) -> None:
         """Connect to the bus, serve the bridge object and own ``org.libervia.Libervia``.
 

@@ -56,7 +56,7 @@ def check_call(method: Method, signature: str, body: list[object]) -> list[objec
 
     The bus already guarantees that the body matches the message's signature, so comparing
     signatures is enough. Arguments are passed as dbus-fast decoded them (dicts for ``a{..}``,
-    lists for arrays and structs, Python scalars).
+    lists for arrays, tuples for structs, Python scalars).
 
     Raises:
         InvalidArgs: with the expected and the received arguments spelled out.
