@@ -16,8 +16,18 @@ import types
 
 def install() -> None:
     """Restore what wokkel needs in Twisted (idempotent)."""
+    import warnings
+
     import twisted.python.compat as twisted_compat
 
+    with warnings.catch_warnings():
+        # the names still present in Twisted are deprecated: looking them up warns
+        warnings.simplefilter("ignore", DeprecationWarning)
+        _install_compat_names(twisted_compat)
+    _install_constants()
+
+
+def _install_compat_names(twisted_compat: types.ModuleType) -> None:
     if not hasattr(twisted_compat, "_PY3"):
         twisted_compat._PY3 = True  # type: ignore[attr-defined]
     for name, method in (("iteritems", "items"), ("itervalues", "values")):
@@ -26,6 +36,9 @@ def install() -> None:
     for name in ("unicode", "StringType"):
         if not hasattr(twisted_compat, name):  # still present (deprecated) in Twisted 26
             setattr(twisted_compat, name, str)
+
+
+def _install_constants() -> None:
     if "twisted.python.constants" not in sys.modules:
         try:
             import twisted.python.constants  # noqa: F401

@@ -27,6 +27,13 @@ class ErrorCode(StrEnum):
     PASSWORD_ERROR = "PasswordError"
     DECRYPTION_ERROR = "DecryptionError"
     PERMISSION_DENIED = "PermissionDenied"
+    NOT_CONNECTED = "NotConnected"
+    AUTHENTICATION_FAILED = "AuthenticationFailed"
+    CONNECTION_FAILED = "ConnectionFailed"
+    TLS_FAILED = "TLSFailed"
+    TIMEOUT = "Timeout"
+    XMPP_ERROR = "XMPPError"
+    NOT_READY = "NotReady"
 
 
 class LiberviaError(Exception):
@@ -93,3 +100,49 @@ class PermissionDenied(LiberviaError):
     """The caller is not allowed to do this (e.g. a parameter above its security limit)."""
 
     code = ErrorCode.PERMISSION_DENIED
+
+
+class NotConnected(LiberviaError):
+    """The profile is not connected to its XMPP server."""
+
+    code = ErrorCode.NOT_CONNECTED
+
+
+class AuthenticationFailed(LiberviaError):
+    """The XMPP server refused the credentials (or no common authentication mechanism)."""
+
+    code = ErrorCode.AUTHENTICATION_FAILED
+
+
+class ConnectionFailed(LiberviaError):
+    """The XMPP server could not be reached, or closed the stream during login."""
+
+    code = ErrorCode.CONNECTION_FAILED
+
+
+class TLSFailed(LiberviaError):
+    """TLS could not be established (e.g. the certificate could not be verified)."""
+
+    code = ErrorCode.TLS_FAILED
+
+
+class OperationTimeout(LiberviaError):
+    """An operation took longer than allowed."""
+
+    code = ErrorCode.TIMEOUT
+
+
+class XMPPError(LiberviaError):
+    """The XMPP entity answered with an error (the condition is in the message)."""
+
+    code = ErrorCode.XMPP_ERROR
+
+    def __init__(self, message: str, condition: str = "undefined-condition") -> None:
+        super().__init__(message)
+        self.condition = condition
+
+
+class NotReady(LiberviaError):
+    """The daemon is still starting (or stopping)."""
+
+    code = ErrorCode.NOT_READY

@@ -1,0 +1,202 @@
+"""Roster and presence (RFC 6121) of one profile.
+
+The roster is fetched right after login, then the initial presence is sent: subscription
+approvals are only delivered by the server after the roster was fetched (DESIGN.md §6).
+
+Frontends see:
+
+- ``contact_new(jid, attributes, groups)`` for every roster item at login and on each roster
+  push; ``contact_deleted(jid)`` when one is removed;
+- ``presence_update(entity, show, priority, statuses)`` for every presence received
+  (``show`` is ``"unavailable"`` when the entity went offline);
+- ``action_new`` with ``{"type": "subscription", "subtype": "subscribe", "from_jid": ...}``
+  when someone asks to see our presence; the user answers with ``subscription("subscribed" |
+  "unsubscribed", jid)``. A request from a contact we asked ourselves is accepted at once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from twisted.words.protocols.jabber.jid import JID
+from wokkel import xmppim
+
+from libervia.backend.core.aio import as_future
+from libervia.backend.core.exceptions import InvalidInput
+from libervia.backend.core.log import get_logger
+from libervia.backend.tools.ids import time_ordered_uuid
+
+if TYPE_CHECKING:
+    from libervia.backend.core.xmpp import LiberviaClient
+
+log = get_logger(__name__)
+
+SHOW_VALUES = ("", "away", "chat", "dnd", "xa")
+SUBSCRIPTION_ANSWERS = ("subscribed", "unsubscribed", "subscribe", "unsubscribe")
+
+
+@dataclass
+class Contact:
+    jid: JID
+    name: str = ""
+    groups: tuple[str, ...] = ()
+    subscription_to: bool = False
+    subscription_from: bool = False
+    ask: bool = False
+
+    @classmethod
+    def from_item(cls, item: xmppim.RosterItem) -> Contact:
+        return cls(
+            jid=item.entity,
+            name=item.name or "",
+            groups=tuple(sorted(item.groups or ())),
+            subscription_to=bool(item.subscriptionTo),
+            subscription_from=bool(item.subscriptionFrom),
+            ask=bool(item.pendingOut),
+        )
+
+    def attributes(self) -> dict[str, str]:
+        """The ``attributes`` dict of ``contact_new`` / ``contacts_get``."""
+        return {
+            "name": self.name,
+            "to": "true" if self.subscription_to else "false",
+            "from": "true" if self.subscription_from else "false",
+            "ask": "subscribe" if self.ask else "",
+        }
+
+
+class RosterHandler(xmppim.RosterClientProtocol):
+    """The roster of a profile, kept in memory and in sync through roster pushes."""
+
+    def __init__(self, client: LiberviaClient, emit: Any) -> None:
+        super().__init__()
+        self.client = client
+        self.emit = emit
+        self.contacts: dict[str, Contact] = {}
+        self.got_roster = False
+
+    async def fetch(self) -> None:
+        roster = await as_future(self.getRoster())
+        self.contacts = {}
+        for item in (roster or {}).values():
+            self._set(Contact.from_item(item))
+        self.got_roster = True
+
+    def _set(self, contact: Contact) -> None:
+        self.contacts[contact.jid.userhost()] = contact
+        self.emit(
+            "contact_new",
+            contact.jid.userhost(),
+            contact.attributes(),
+            list(contact.groups),
+            self.client.profile,
+        )
+
+    def setReceived(self, request: Any) -> None:  # noqa: N802 - wokkel's name
+        self._set(Contact.from_item(request.item))
+
+    def removeReceived(self, request: Any) -> None:  # noqa: N802 - wokkel's name
+        bare = request.item.entity.userhost()
+        if self.contacts.pop(bare, None) is not None:
+            self.emit("contact_deleted", bare, self.client.profile)
+
+    def get(self, jid: JID) -> Contact | None:
+        return self.contacts.get(jid.userhost())
+
+    async def update(self, jid: JID, name: str = "", groups: Iterable[str] = ()) -> None:
+        """Add or modify a roster item (the server pushes the change back)."""
+        item = xmppim.RosterItem(jid.userhostJID(), name=name or None, groups=set(groups))
+        await as_future(self.setItem(item))
+
+    async def remove(self, jid: JID) -> None:
+        await as_future(self.removeItem(jid.userhostJID()))
+
+
+class PresenceHandler(xmppim.PresenceProtocol):
+    """Presence in and out, and subscription requests."""
+
+    def __init__(self, client: LiberviaClient, emit: Any) -> None:
+        super().__init__()
+        self.client = client
+        self.emit = emit
+        #: bare JID -> resource -> (show, priority, statuses)
+        self.statuses: dict[str, dict[str, tuple[str, int, dict[str, str]]]] = {}
+
+    def availableReceived(self, presence: Any) -> None:  # noqa: N802 - wokkel's name
+        self._update(presence, presence.show or "")
+
+    def unavailableReceived(self, presence: Any) -> None:  # noqa: N802 - wokkel's name
+        self._update(presence, "unavailable")
+
+    def _update(self, presence: Any, show: str) -> None:
+        sender: JID = presence.sender
+        statuses = {lang or "": text for lang, text in (presence.statuses or {}).items()}
+        priority = int(presence.priority or 0)
+        resources = self.statuses.setdefault(sender.userhost(), {})
+        if show == "unavailable":
+            resources.pop(sender.resource or "", None)
+            if not resources:
+                del self.statuses[sender.userhost()]
+        else:
+            resources[sender.resource or ""] = (show, priority, statuses)
+        self.emit("presence_update", sender.full(), show, priority, statuses, self.client.profile)
+
+    def subscribeReceived(self, presence: Any) -> None:  # noqa: N802 - wokkel's name
+        sender: JID = presence.sender.userhostJID()
+        roster = self.client.roster
+        contact = roster.get(sender) if roster is not None else None
+        if contact is not None and (contact.subscription_to or contact.ask):
+            # we asked them: a request back is the other half of a mutual subscription
+            log.info("%s: accepting subscription from %s", self.client.profile, sender)
+            self.subscribed(sender)
+            return
+        data = {"type": "subscription", "subtype": "subscribe", "from_jid": sender.full()}
+        self.emit("action_new", json.dumps(data), time_ordered_uuid(), 0, self.client.profile)
+
+    def send_presence(
+        self, to: JID | None = None, show: str = "", statuses: dict[str, str] | None = None
+    ) -> None:
+        """Send an availability presence (``show`` among ``SHOW_VALUES``).
+
+        Raises:
+            InvalidInput: unknown ``show``.
+        """
+        if show not in SHOW_VALUES:
+            raise InvalidInput(f"presence show must be one of {SHOW_VALUES}, not {show!r}")
+        stanza = xmppim.AvailabilityPresence(
+            recipient=to,
+            show=show or None,
+            statuses={(lang or None): text for lang, text in (statuses or {}).items()},
+        )
+        self.send(stanza.toElement())
+
+    def answer(self, sub_type: str, entity: JID) -> None:
+        """Send a subscription presence (see ``SUBSCRIPTION_ANSWERS``)."""
+        if sub_type not in SUBSCRIPTION_ANSWERS:
+            raise InvalidInput(
+                f"subscription type must be one of {SUBSCRIPTION_ANSWERS}, not {sub_type!r}"
+            )
+        entity = entity.userhostJID()
+        getattr(self, sub_type)(entity)
+        if sub_type == "subscribed":
+            contact = self.client.roster.get(entity) if self.client.roster else None
+            if contact is None or not (contact.subscription_to or contact.ask):
+                # accepting someone also asks for their presence (mutual subscription)
+                self.subscribe(entity)
+
+
+async def start_roster_and_presence(client: LiberviaClient) -> None:
+    """After login: fetch the roster, then send the initial presence."""
+    await client.roster.fetch()
+    client.presence.send_presence()
+
+
+def setup(client: LiberviaClient, emit: Any) -> None:
+    """Attach the roster and presence handlers to a client."""
+    client.roster = RosterHandler(client, emit)
+    client.roster.setHandlerParent(client)
+    client.presence = PresenceHandler(client, emit)
+    client.presence.setHandlerParent(client)
