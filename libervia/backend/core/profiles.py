@@ -90,7 +90,8 @@ class ProfileManager:
             raise InvalidInput("the profile password must be text")
         await self.storage.create_profile(name, component or None)
         try:
-            self._sessions[name] = await secrets.init_profile(self.storage, name, password)
+            # the session is not started: a protected profile needs its password before use
+            await secrets.init_profile(self.storage, name, password)
         except BaseException:
             await self.storage.delete_profile(name)
             raise
@@ -108,7 +109,8 @@ class ProfileManager:
         return name in self._sessions
 
     async def start_session(self, name: str, password: str) -> bool:
-        """Unlock a profile's personal key; False when the session was already started.
+        """Unlock a profile's personal key; False when the session was already started (the
+        password is checked all the same).
 
         Raises:
             PasswordError: wrong profile password (clear message, nothing changes).
@@ -116,9 +118,11 @@ class ProfileManager:
         """
         if not self.storage.has_profile(name):
             raise ProfileUnknownError(f"there is no profile named {name!r}")
+        # the password is checked even when the session is already started
+        key = await secrets.unlock(self.storage, name, password)
         if name in self._sessions:
             return False
-        self._sessions[name] = await secrets.unlock(self.storage, name, password)
+        self._sessions[name] = key
         return True
 
     async def personal_key(self, name: str) -> bytes:

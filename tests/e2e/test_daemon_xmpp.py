@@ -1,0 +1,206 @@
+"""End to end: the daemon as a subprocess, a real Prosody (STARTTLS, self-signed certificate),
+a private dbus-daemon; everything driven through the bridge client, as a frontend would."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from libervia.frontends.bridge.client import BridgeClient, BridgeError
+from tests.conftest import aio
+from tests.dbus import DBusDaemon
+from tests.e2e.daemon import Daemon, make_account
+from tests.e2e.prosody import Prosody
+from tests.net import free_port
+
+pytestmark = pytest.mark.timeout(180)
+
+
+class Recorder:
+    """Collects the bridge signals it is subscribed to."""
+
+    def __init__(self, bridge: BridgeClient, names: list[str]) -> None:
+        self.events: list[tuple[str, tuple[Any, ...]]] = []
+        self._changed = asyncio.Event()
+        for name in names:
+            bridge.on_signal(name, self._make(name))
+
+    def _make(self, name: str) -> Callable[..., None]:
+        def record(*args: Any) -> None:
+            self.events.append((name, args))
+            self._changed.set()
+
+        return record
+
+    async def wait(
+        self, name: str, pred: Callable[[tuple[Any, ...]], bool], timeout: float = 15
+    ) -> tuple[Any, ...]:
+        async def find() -> tuple[Any, ...]:
+            while True:
+                for signal, args in self.events:
+                    if signal == name and pred(args):
+                        return args
+                self._changed.clear()
+                await self._changed.wait()
+
+        return await asyncio.wait_for(find(), timeout)
+
+
+@pytest.fixture(scope="module")
+def bus() -> Iterator[DBusDaemon]:
+    with DBusDaemon() as daemon:
+        yield daemon
+
+
+@pytest.fixture(scope="module")
+def daemon(bus: DBusDaemon, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    process = Daemon(tmp_path_factory.mktemp("daemon"), bus.address)
+    process.start()
+    try:
+        yield process
+    finally:
+        code = process.stop()
+        assert code == 0, process.logs()
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}{uuid.uuid4().hex[:6]}"
+
+
+@aio
+async def test_two_profiles_chat_and_subscribe(daemon: Daemon, prosody: Prosody) -> None:
+    bridge = await daemon.bridge()
+    try:
+        recorder = Recorder(
+            bridge, ["message_new", "connected", "action_new", "contact_new", "presence_update"]
+        )
+        alice, bob = unique("alice"), unique("bob")
+        alice_jid = await make_account(bridge, prosody, alice, alice)
+        bob_jid = await make_account(bridge, prosody, bob, bob)
+        assert await bridge.connect(alice, "", {}) is False
+        assert await bridge.connect(bob, "", {}) is False
+        assert await bridge.connect(bob, "", {}) is True  # already connected
+        assert await bridge.is_connected(alice) and await bridge.is_connected(bob)
+        await recorder.wait("connected", lambda a: a[1] == alice and a[0].startswith(alice_jid))
+
+        # messages both ways: message_new on both sides, history on both sides
+        await bridge.message_send(bob_jid, {"": "hello bob ✓"}, {}, "chat", "", alice)
+        received = await recorder.wait(
+            "message_new", lambda a: a[8] == bob and a[4] == {"": "hello bob ✓"}
+        )
+        assert received[2].startswith(alice_jid + "/") and received[6] == "chat"
+        extra = json.loads(received[7])
+        assert extra["origin_id"] and extra["stanza_id"]  # ids from XEP-0359 (MAM on Prosody)
+        sent = await recorder.wait("message_new", lambda a: a[8] == alice)
+        assert sent[3] == bob_jid and sent[0] == extra["origin_id"]
+        await bridge.message_send(
+            alice_jid, {"": "hi alice", "fr": "salut"}, {"": "re"}, "normal", "", bob
+        )
+        await recorder.wait("message_new", lambda a: a[8] == alice and a[4].get("fr") == "salut")
+
+        for profile, peer in ((alice, bob_jid), (bob, alice_jid)):
+            history = await bridge.history_get(peer, "", -1, True, {}, profile)
+            assert [(h[4], h[6]) for h in history] == [
+                ({"": "hello bob ✓"}, "chat"),
+                ({"": "hi alice", "fr": "salut"}, "normal"),
+            ], profile
+        found = await bridge.history_get(alice_jid, "", 10, True, {"search": "salut"}, bob)
+        assert [h[4]["fr"] for h in found] == ["salut"]
+
+        # roster subscription: alice asks, bob is asked (action_new) and accepts
+        await bridge.contact_add(bob_jid, alice)
+        action = await recorder.wait("action_new", lambda a: a[3] == bob)
+        data = json.loads(action[0])
+        assert data == {"type": "subscription", "subtype": "subscribe", "from_jid": alice_jid}
+        await bridge.subscription("subscribed", alice_jid, bob)
+        # bob's acceptance asks back; alice, who asked first, accepts at once: mutual
+        await recorder.wait(
+            "contact_new",
+            lambda a: a[3] == alice and a[0] == bob_jid and a[1]["to"] == a[1]["from"] == "true",
+        )
+        await recorder.wait(
+            "contact_new",
+            lambda a: a[3] == bob and a[0] == alice_jid and a[1]["to"] == a[1]["from"] == "true",
+        )
+        contacts = await bridge.contacts_get(alice)
+        assert [c[0] for c in contacts] == [bob_jid]
+        await recorder.wait("presence_update", lambda a: a[4] == alice and a[0].startswith(bob_jid))
+        statuses = await bridge.presence_statuses_get(alice)
+        assert bob_jid in statuses
+
+        infos = await bridge.disco_infos("localhost", "", True, alice)
+        assert "jabber:iq:version" in infos[0]
+        assert ("server", "im", "Prosody") in [tuple(i) for i in infos[1]]
+        account = await bridge.disco_infos(alice_jid, "", False, alice)
+        assert "urn:xmpp:mam:2" in account[0]
+        await bridge.disconnect(bob)
+        assert not await bridge.is_connected(bob)
+    finally:
+        await bridge.close()
+
+
+@aio
+async def test_protected_profile_and_login_errors(daemon: Daemon, prosody: Prosody) -> None:
+    bridge = await daemon.bridge()
+    try:
+        # a protected profile: nothing secret can be used before its session is started
+        carol = unique("carol")
+        await bridge.profile_create(carol, "profile secret", "")
+        assert await bridge.profile_is_session_started(carol) is False
+        with pytest.raises(BridgeError) as raised:
+            await bridge.param_set("Password", "x", "Connection", -1, carol)
+        assert raised.value.code == "PasswordError" and "start its session" in raised.value.message
+        with pytest.raises(BridgeError) as raised:
+            await bridge.profile_start_session("wrong", carol)
+        assert raised.value.code == "PasswordError"
+        with pytest.raises(BridgeError) as raised:
+            await bridge.connect(carol, "wrong", {})
+        assert raised.value.code == "PasswordError"
+        assert "Traceback" not in raised.value.message
+        assert await bridge.profile_start_session("profile secret", carol) is True
+        await bridge.param_set("Password", "x", "Connection", -1, carol)
+        assert await bridge.param_get_a_async("Password", "Connection", "value", -1, carol) == (
+            "********"
+        )
+
+        # wrong XMPP password
+        dave = unique("dave")
+        await make_account(bridge, prosody, dave, dave)
+        await bridge.param_set("Password", "not the password", "Connection", -1, dave)
+        with pytest.raises(BridgeError) as raised:
+            await bridge.connect(dave, "", {})
+        assert raised.value.code == "AuthenticationFailed", raised.value
+        assert "Connection/Password" in raised.value.message
+
+        # unreachable server
+        erin = unique("erin")
+        await make_account(bridge, prosody, erin, erin, port=free_port(), register=False)
+        with pytest.raises(BridgeError) as raised:
+            await bridge.connect(erin, "", {})
+        assert raised.value.code == "ConnectionFailed" and "cannot reach" in raised.value.message
+
+        # a self-signed certificate is refused unless the profile trusts it
+        frank = unique("frank")
+        await make_account(bridge, prosody, frank, frank, check_certificate=True)
+        with pytest.raises(BridgeError) as raised:
+            await bridge.connect(frank, "", {})
+        assert raised.value.code == "TLSFailed" and "check_certificate" in raised.value.message
+
+        # bad arguments never crash the daemon
+        with pytest.raises(BridgeError) as raised:
+            await bridge.message_send("not a jid@@", {"": "x"}, {}, "chat", "", dave)
+        assert raised.value.code == "InvalidInput"
+        with pytest.raises(BridgeError) as raised:
+            await bridge.message_send("x@localhost", {"": "x"}, {}, "chat", "{bad json", dave)
+        assert raised.value.code == "InvalidInput"
+        with pytest.raises(BridgeError) as raised:
+            await bridge.connect("nobody-" + unique(""), "", {})
+        assert raised.value.code == "ProfileUnknown"
+        assert await bridge.version_get()
+    finally:
+        await bridge.close()
