@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from dbus_fast.errors import InvalidSignatureError
@@ -128,11 +129,11 @@ class Method:
         _check_args(self.args, self.name)
         check_signature(self.returns, f"{self.name}, return value", allow_empty=True)
 
-    @property
+    @cached_property
     def in_signature(self) -> str:
         return "".join(a.signature for a in self.args)
 
-    @property
+    @cached_property
     def full_interface(self) -> str:
         return interface_name(self.interface)
 
@@ -152,11 +153,11 @@ class Signal:
         _check_interface(self.interface, self.name)
         _check_args(self.args, self.name)
 
-    @property
+    @cached_property
     def signature(self) -> str:
         return "".join(a.signature for a in self.args)
 
-    @property
+    @cached_property
     def full_interface(self) -> str:
         return interface_name(self.interface)
 
