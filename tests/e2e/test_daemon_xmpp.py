@@ -7,6 +7,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -204,3 +205,83 @@ async def test_protected_profile_and_login_errors(daemon: Daemon, prosody: Proso
         assert await bridge.version_get()
     finally:
         await bridge.close()
+
+
+@aio
+async def test_profiles_roster_edits_and_presence(daemon: Daemon, prosody: Prosody) -> None:
+    bridge = await daemon.bridge()
+    try:
+        recorder = Recorder(bridge, ["contact_new", "contact_deleted", "presence_update"])
+        gina, hank = unique("gina"), unique("hank")
+        gina_jid = await make_account(bridge, prosody, gina, gina)
+        hank_jid = await make_account(bridge, prosody, hank, hank)
+        assert {gina, hank} <= set(await bridge.profiles_list_get(True, False))
+        await bridge.profile_set_default(hank)
+        assert await bridge.profile_name_get("@DEFAULT@") == hank
+        with pytest.raises(BridgeError) as raised:
+            await bridge.profile_name_get("nobody-" + unique(""))
+        assert raised.value.code == "ProfileUnknown"
+
+        await bridge.connect(gina, "", {})
+        await bridge.connect("@DEFAULT@", "", {})  # hank
+        await bridge.contact_update(hank_jid, "Hank", ["Work", "Friends"], gina)
+        added = await recorder.wait("contact_new", lambda a: a[3] == gina and a[0] == hank_jid)
+        assert added[1]["name"] == "Hank" and sorted(added[2]) == ["Friends", "Work"]
+        await bridge.contact_add(gina_jid, hank)
+        await recorder.wait("contact_new", lambda a: a[3] == hank and a[0] == gina_jid)
+        # gina has hank in her roster but never asked: she is asked (not auto-accepted)
+        await bridge.subscription("subscribed", hank_jid, gina)
+        await recorder.wait(
+            "contact_new", lambda a: a[3] == hank and a[0] == gina_jid and a[1]["to"] == "true"
+        )
+        await bridge.presence_set("", "away", {"": "brb"}, gina)
+        update = await recorder.wait(
+            "presence_update",
+            lambda a: a[4] == hank and a[0].startswith(gina_jid) and a[1] == "away",
+        )
+        assert update[3] == {"": "brb"}
+
+        await bridge.contact_del(hank_jid, gina)
+        await recorder.wait("contact_deleted", lambda a: a == (hank_jid, gina))
+        assert await bridge.contacts_get(gina) == []
+        with pytest.raises(BridgeError) as raised:
+            await bridge.contact_del(hank_jid, gina)
+        assert raised.value.code == "NotFound"
+
+        # deleting a connected profile disconnects it first
+        await bridge.profile_delete_async(gina)
+        assert gina not in await bridge.profiles_list_get(True, False)
+        with pytest.raises(BridgeError) as raised:
+            await bridge.is_connected(gina)
+        assert raised.value.code == "ProfileUnknown"
+    finally:
+        await bridge.close()
+
+
+@aio
+async def test_autoconnect_at_start(prosody: Prosody, tmp_path: Path) -> None:
+    """A profile marked autoconnect is connected when the daemon starts (its own bus)."""
+    bus = DBusDaemon()
+    bus.start()
+    process = Daemon(tmp_path, bus.address)
+    process.start()
+    try:
+        bridge = await process.bridge()
+        ivy = unique("ivy")
+        await make_account(bridge, prosody, ivy, ivy)
+        await bridge.param_set("autoconnect", "true", "Connection", -1, ivy)
+        await bridge.close()
+        assert process.stop() == 0, process.logs()
+        process.start()
+        bridge = await process.bridge()
+        connected = asyncio.Event()
+        bridge.on_signal("connected", lambda jid, profile: connected.set())
+        if not await bridge.is_connected(ivy):
+            await asyncio.wait_for(connected.wait(), 15)
+        assert await bridge.is_connected(ivy)
+        await bridge.close()
+    finally:
+        try:
+            assert process.stop() in (0, None), process.logs()
+        finally:
+            bus.stop()
