@@ -10,7 +10,28 @@ Options used by the backend (section ``[DEFAULT]``):
     where Libervia keeps its data (default: the XDG data dir, e.g. ``~/.local/share/libervia``);
 ``db_url``
     SQLAlchemy URL of the database (default: ``sqlite+aiosqlite:///<local_dir>/libervia.db``);
-    PostgreSQL: ``postgresql+asyncpg://user:password@host:port/dbname``.
+    PostgreSQL: ``postgresql+asyncpg://user:password@host:port/dbname``;
+``log_level``
+    ``DEBUG``, ``INFO`` (the daemon's default), ``WARNING``, ``ERROR`` or ``CRITICAL``; the
+    ``--log-level`` option of ``libervia-backend`` overrides it;
+``log_format``
+    ``full`` (with timestamps), ``short`` (without), ``journal`` (syslog priority prefixes for
+    journald, no timestamps) or a :mod:`logging` format string; by default ``full``, or
+    ``journal`` when stderr is connected to the systemd journal (see
+    :mod:`libervia.backend.core.log`);
+``log_file``
+    log to this file (relative paths are relative to ``local_dir``) instead of the default:
+    stderr for ``libervia-backend fg``, ``<local_dir>/libervia-backend.log`` for
+    ``libervia-backend start``;
+``plugins_disabled``
+    import names of plugins not to load (e.g. ``XEP-0203 XEP-0359``, comma or space
+    separated); read by the host;
+``default_profile``
+    the profile ``@DEFAULT@`` names when none was chosen with ``profile_set_default`` (the
+    ``General/default_profile`` parameter); without either, the first profile by name; read by
+    the host.
+
+The daemon also keeps its pid file, ``libervia-backend.pid``, in ``local_dir``.
 """
 
 from __future__ import annotations
