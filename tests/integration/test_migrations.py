@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from alembic.script import ScriptDirectory
 from twisted.words.protocols.jabber.jid import JID
 
 from libervia.backend.core.exceptions import (
@@ -141,7 +142,7 @@ def extra_revision(tmp_path: Path, body: str, revision: str = "9999") -> Path:
     """A copy of the migration scripts with one more revision on top of head."""
     scripts = tmp_path / "migration"
     shutil.copytree(schema.MIGRATION_DIR, scripts, ignore=shutil.ignore_patterns("__pycache__"))
-    head = schema.ScriptDirectory.from_config(schema.alembic_config()).get_current_head()
+    head = ScriptDirectory.from_config(schema.alembic_config()).get_current_head()
     (scripts / "versions" / f"{revision}_test.py").write_text(
         textwrap.dedent(
             f'''\
