@@ -35,13 +35,20 @@ HISTORY_FILTERS = {
 
 
 def parse_jid_arg(value: str, what: str = "JID") -> JID:
-    """Raises InvalidInput for an invalid JID."""
+    """Raises InvalidInput for an invalid JID (RFC 7622 parts of at most 1023 bytes)."""
+    if not isinstance(value, str) or not value:
+        raise InvalidInput(f"invalid {what}: empty")
     try:
         jid = parse_jid(value)
-    except (InvalidFormat, UnicodeError, ValueError) as e:
-        raise InvalidInput(f"invalid {what} {value!r}: {e or 'bad format'}") from None
-    if not jid.host:
-        raise InvalidInput(f"invalid {what} {value!r}")
+    except (InvalidFormat, UnicodeError, ValueError, RuntimeError) as e:
+        raise InvalidInput(f"invalid {what} {value[:100]!r}: {e or 'bad format'}") from None
+    parts = (jid.user, jid.host, jid.resource)
+    if (
+        not jid.host
+        or ("@" in value.split("/", 1)[0] and not jid.user)
+        or any(p is not None and len(p.encode("utf-8")) > 1023 for p in parts)
+    ):
+        raise InvalidInput(f"invalid {what} {value[:100]!r}")
     return jid
 
 
