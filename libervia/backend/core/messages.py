@@ -39,7 +39,7 @@ from libervia.backend.core.exceptions import InvalidInput
 from libervia.backend.core.log import get_logger
 from libervia.backend.memory.sqla import HistoryMessage, Storage
 from libervia.backend.memory.sqla_mapping import MessageType
-from libervia.backend.tools.jid import parse_jid
+from libervia.backend.tools.jid import InvalidFormat, parse_jid
 
 if TYPE_CHECKING:
     from libervia.backend.core.xmpp import LiberviaClient
@@ -124,8 +124,11 @@ def parse_message(element: domish.Element, own_jid: JID, now: float) -> HistoryM
         raise InvalidInput(f"unknown message type {mess_type!r}") from None
     if type_ is MessageType.INFO:
         raise InvalidInput("type 'info' is local only")
-    source = parse_jid(element["from"]) if element.hasAttribute("from") else own_jid
-    dest = parse_jid(element["to"]) if element.hasAttribute("to") else own_jid
+    try:
+        source = parse_jid(element["from"]) if element.hasAttribute("from") else own_jid
+        dest = parse_jid(element["to"]) if element.hasAttribute("to") else own_jid
+    except (InvalidFormat, UnicodeError, ValueError, RuntimeError) as e:
+        raise InvalidInput(f"invalid JID in a message: {e}") from None
     thread = next(element.elements(NS_CLIENT, "thread"), None)
     return HistoryMessage(
         source=source,

@@ -90,7 +90,7 @@ async def test_received_message_stored_once_with_ids(tmp_path: Path) -> None:
 
 
 @aio
-async def test_delay_malformed_and_bodiless(tmp_path: Path) -> None:
+async def test_delay_malformed_and_bodiless(tmp_path: Path, caplog) -> None:
     host = await started_host(tmp_path)
     try:
         client, stream = await logged_in(host, "bob", BOB)
@@ -105,8 +105,12 @@ async def test_delay_malformed_and_bodiless(tmp_path: Path) -> None:
             "<active xmlns='http://jabber.org/protocol/chatstates'/></message>"
         )
         await settle(host)
+        stream.receive(f"<message from='' to='{BOB}' type='chat'><body>empty</body></message>")
+        await settle(host)
         history = await host.history_get("bob", None, None, None, True, {})
         assert [(m.message, m.timestamp) for m in history] == [({"": "old"}, 1577934245.0)]
+        assert not [r for r in caplog.records if r.levelname == "ERROR"]
+        assert "malformed" in caplog.text
         assert history[0].received_timestamp is not None
         # the client still works after the bad input
         assert client.is_connected()
