@@ -179,13 +179,17 @@ async def test_slow_call_does_not_block_others(bus_address: str) -> None:
 @aio
 async def test_timeout(bus_address: str) -> None:
     async with serving(bus_address) as (_, client, handlers):
+        # a long deadline first, then a short one: the short one still fires on time
+        patient = asyncio.ensure_future(client.disconnect("alice", timeout=30))
         with pytest.raises(BridgeTimeout) as info:
-            await client.disconnect("alice", timeout=0.05)
+            await asyncio.wait_for(client.disconnect("bob", timeout=0.05), 10)
         assert isinstance(info.value, TimeoutError)
-        assert "disconnect" in info.value.message
-        assert client._bus._method_return_handlers == {}  # nothing left waiting
-        await client.is_connected("alice")  # the late answer of disconnect is ignored
-        assert await client.version_get() == "0.0.test"
+        assert info.value.message == "no answer to disconnect within 0.05 s"
+        assert len(client._bus._method_return_handlers) == 1  # only the patient call waits
+        assert await client.is_connected("alice") is True  # opens the gate
+        assert await patient is None  # answered in time
+        assert client._bus._method_return_handlers == {}
+        assert await client.version_get() == "0.0.test"  # the late answer was ignored
 
 
 @aio
