@@ -34,6 +34,8 @@ def test_bridge_benchmark_runs(tmp_path: Path) -> None:
         assert figures[f"bridge_{kind}_per_s"] > 0, kind
         assert figures[f"raw_{kind}_per_s"] > 0, kind
         assert figures[f"{kind}_ratio"] > 0, kind
+        assert figures[f"bridge_{kind}_cpu_us"] > 0, kind
+        assert figures[f"{kind}_cpu_ratio"] > 0, kind
     assert figures["pipelined_count"] == 50
-    assert "ratio = bridge / raw" in result.stdout
+    assert "ratio = bridge / raw dbus-fast" in result.stdout
     assert result.stderr == ""
