@@ -1,5 +1,11 @@
 """Sphinx configuration of the Libervia backend documentation."""
 
+import sys
+from pathlib import Path
+
+DOC = Path(__file__).resolve().parent
+sys.path.insert(0, str(DOC.parent))
+
 project = "Libervia backend"
 author = "Libervia developers"
 copyright = "2026, Libervia developers"
@@ -11,3 +17,22 @@ exclude_patterns = ["_build"]
 html_theme = "alabaster"
 nitpicky = False
 autodoc_inherit_docstrings = False
+
+# --- generated pages -------------------------------------------------------------------------
+# The bridge reference is derived from libervia/backend/bridge/api.py at each build (nothing
+# generated is checked in); bridge.rst includes it.
+exclude_patterns.append("_generated")
+
+
+def write_bridge_reference(app: object) -> None:
+    from libervia.backend.bridge.api import core_api
+
+    out = DOC / "_generated" / "bridge_api.rst"
+    out.parent.mkdir(exist_ok=True)
+    text = core_api().to_rst()
+    if not out.exists() or out.read_text() != text:  # unchanged: no needless rebuild
+        out.write_text(text)
+
+
+def setup(app: object) -> None:
+    app.connect("builder-inited", write_bridge_reference)  # type: ignore[attr-defined]
