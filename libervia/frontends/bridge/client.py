@@ -154,14 +154,15 @@ class _Deadlines:
     one timer set at the earliest deadline instead.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self._loop = loop  # default: the running loop (a fake one in tests)
         self._pending: dict[asyncio.Future[Any], tuple[float, Callable[[], None]]] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
 
     def add(self, fut: asyncio.Future[Any], timeout: float, expire: Callable[[], None]) -> None:
         """Call ``expire()`` in ``timeout`` seconds unless :meth:`discard` comes first."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop or asyncio.get_running_loop()
         deadline = loop.time() + timeout
         self._pending[fut] = (deadline, expire)
         if deadline < self._timer_at:
@@ -183,7 +184,7 @@ class _Deadlines:
         self._timer = loop.call_at(at, self._fire)
 
     def _fire(self) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self._loop or asyncio.get_running_loop()
         now = loop.time()
         self._timer, self._timer_at = None, math.inf
         next_at = math.inf
