@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import gc
 import os
 import select
 import signal
@@ -577,6 +578,9 @@ def foreground(
         return run_on_reactor(main)
     finally:
         pid_file.release()
+        # everything is closed: spare the interpreter's final garbage collections of the
+        # whole heap (SQLAlchemy, Twisted...), measured at ~0.4 s of the exit, ~0.03 s frozen
+        gc.freeze()
 
 
 def start(
