@@ -49,7 +49,9 @@ BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Config
   </policy>
 </busconfig>
 """
+# what fg imports before it can serve: the reactor, the daemon, the host and the bridge
 IMPORTS = (
+    "from twisted.internet import asyncioreactor; asyncioreactor.install(); "
     "import libervia.backend.daemon, libervia.backend.core.main, "
     "libervia.backend.bridge.dbus, libervia.backend.bridge.adapters"
 )
