@@ -1,7 +1,8 @@
 """``libervia-backend``: the daemon's command.
 
-The asyncio reactor is installed before anything imports ``twisted.internet.reactor``; then the
-arguments are parsed and the command dispatched:
+The arguments are parsed, then the asyncio reactor is installed (for the commands that run it:
+``db`` and ``fg``) before anything imports ``twisted.internet.reactor``, and the command is
+dispatched:
 
 - ``fg``, ``start``, ``stop``, ``status``: the daemon (see :mod:`libervia.backend.daemon`);
 - ``db`` (the default): create or migrate the database of the user's configuration and print
@@ -137,8 +138,10 @@ def _print_status(info: dict[str, Any], as_json: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    _install_reactor()
     args = build_parser().parse_args(argv)
+    if args.command in (None, "db", "fg"):
+        # only these run the reactor; start/stop/status stay quick (~0.3 s less)
+        _install_reactor()
     config: str | None = getattr(args, "config", None)
     log_level: str | None = getattr(args, "log_level", None)
     try:
