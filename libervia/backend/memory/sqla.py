@@ -115,7 +115,7 @@ class Storage:
     async def close(self) -> None:
         """Close every connection (the storage cannot be used afterwards)."""
         self.status = None
-        await self.db.engine.dispose()
+        await self.db.close()
 
     # profiles
     get_profiles_list = _expose("profiles", ProfileStore.get_profiles_list)

@@ -152,54 +152,67 @@ class HistoryStore:
         corrections = {row["uid"]: row.pop("update_uid") for row in rows if row["update_uid"]}
         for row in rows:
             row.setdefault("update_uid", None)
-        history = History.__table__
-        stored: set[str] = set()
-        async with self.db.connection() as conn:
-            insert = self.db.insert_ignore(history).returning(history.c.uid)
-            for start in range(0, len(rows), BATCH_SIZE):
-                result = await conn.execute(insert, rows[start : start + BATCH_SIZE])
-                stored.update(result.scalars())
-            bodies, subjects, threads = [], [], []
-            for m in batch:
-                if m.uid not in stored:
-                    continue
-                bodies.extend(
-                    {"history_uid": m.uid, "message": text, "language": lang or None}
-                    for lang, text in m.message.items()
-                )
-                subjects.extend(
-                    {"history_uid": m.uid, "subject": text, "language": lang or None}
-                    for lang, text in m.subject.items()
-                )
-                if m.thread:
-                    threads.append(
-                        {"history_uid": m.uid, "thread_id": m.thread, "parent_id": m.thread_parent}
-                    )
-            for cls, values in ((Message, bodies), (Subject, subjects), (Thread, threads)):
-                for start in range(0, len(values), BATCH_SIZE):
-                    await conn.execute(sa.insert(cls.__table__), values[start : start + BATCH_SIZE])
-            await self._link_corrections_txn(conn, corrections, stored)
-            await self._fill_stanza_ids_txn(conn, profile_id, rows, stored)
+        stored = await self.db.run_transaction(
+            self._write_txn, batch, rows, corrections, profile_id
+        )
         return [m.uid for m in batch if m.uid in stored]
 
+    def _write_txn(
+        self,
+        conn: sa.Connection,
+        batch: list[HistoryMessage],
+        rows: list[dict[str, Any]],
+        corrections: dict[str, str],
+        profile_id: int,
+    ) -> set[str]:
+        """The writing of add_to_history: synchronous Core code, in one transaction."""
+        history = History.__table__
+        stored: set[str] = set()
+        insert = self.db.insert_ignore(history).returning(history.c.uid)
+        for start in range(0, len(rows), BATCH_SIZE):
+            result = conn.execute(insert, rows[start : start + BATCH_SIZE])
+            stored.update(result.scalars())
+        bodies, subjects, threads = [], [], []
+        for m in batch:
+            if m.uid not in stored:
+                continue
+            bodies.extend(
+                {"history_uid": m.uid, "message": text, "language": lang or None}
+                for lang, text in m.message.items()
+            )
+            subjects.extend(
+                {"history_uid": m.uid, "subject": text, "language": lang or None}
+                for lang, text in m.subject.items()
+            )
+            if m.thread:
+                threads.append(
+                    {"history_uid": m.uid, "thread_id": m.thread, "parent_id": m.thread_parent}
+                )
+        for cls, values in ((Message, bodies), (Subject, subjects), (Thread, threads)):
+            for start in range(0, len(values), BATCH_SIZE):
+                conn.execute(sa.insert(cls.__table__), values[start : start + BATCH_SIZE])
+        self._link_corrections_txn(conn, corrections, stored)
+        self._fill_stanza_ids_txn(conn, profile_id, rows, stored)
+        return stored
+
     @staticmethod
-    async def _link_corrections_txn(
-        session: Any, corrections: dict[str, str], stored: set[str]
+    def _link_corrections_txn(
+        conn: sa.Connection, corrections: dict[str, str], stored: set[str]
     ) -> None:
         """Set ``update_uid`` of the stored corrections whose corrected message exists."""
         for uid, corrected in corrections.items():
             if uid not in stored:
                 continue
             exists = sa.exists().where(History.uid == corrected)
-            result = await session.execute(
+            result = conn.execute(
                 sa.update(History).where(History.uid == uid, exists).values(update_uid=corrected)
             )
             if result.rowcount == 0:
                 log.warning("message %s corrects %s, which is not in the history", uid, corrected)
 
     @staticmethod
-    async def _fill_stanza_ids_txn(
-        session: Any, profile_id: int, rows: list[dict[str, Any]], stored: set[str]
+    def _fill_stanza_ids_txn(
+        conn: sa.Connection, profile_id: int, rows: list[dict[str, Any]], stored: set[str]
     ) -> None:
         """Give the server's stanza id to stored copies of skipped duplicates that lack one."""
         other = sa.orm.aliased(History)
@@ -218,7 +231,7 @@ class HistoryStore:
                 other.dest == row["dest"],
                 other.stanza_id == row["stanza_id"],
             )
-            await session.execute(
+            conn.execute(
                 sa.update(History)
                 .where(
                     *same_peers,
