@@ -27,6 +27,7 @@ class Database:
         #: SQLite file: synchronous engine for one-hop transactions (see run_transaction)
         self._sync_engine = create_sync_twin(engine.url)
         self._executor: ThreadPoolExecutor | None = None
+        self._sync_conn: sa.Connection | None = None
 
     async def run_transaction(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run ``fn(connection, *args)`` (synchronous Core code) in one transaction.
@@ -50,15 +51,27 @@ class Database:
         )
 
     def _run_sync_transaction(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+        # runs in the single worker thread, which keeps its connection open (a pool checkout
+        # per transaction cost ~0.08 ms here)
         assert self._sync_engine is not None
-        with _bad_values_as_invalid_input(), self._sync_engine.begin() as conn:
+        if self._sync_conn is None or self._sync_conn.closed or self._sync_conn.invalidated:
+            self._sync_conn = self._sync_engine.connect()
+        conn = self._sync_conn
+        with _bad_values_as_invalid_input(), conn.begin():
             return fn(conn, *args)
+
+    def _close_sync_connection(self) -> None:
+        if self._sync_conn is not None:
+            self._sync_conn.close()
+            self._sync_conn = None
 
     async def close(self) -> None:
         """Close every connection (async engine, and the synchronous twin and its thread)."""
         if self._executor is not None:
             executor, self._executor = self._executor, None
-            await asyncio.get_running_loop().run_in_executor(None, executor.shutdown)
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(executor, self._close_sync_connection)
+            await loop.run_in_executor(None, executor.shutdown)
         if self._sync_engine is not None:
             self._sync_engine.dispose()
         await self.engine.dispose()

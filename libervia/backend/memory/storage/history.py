@@ -117,6 +117,7 @@ class HistoryStore:
         #: built statements by query shape (a few dozen shapes in practice)
         self._statements: dict[HistoryQueryShape, Any] = {}
         self._search_stmt: Any = None
+        self._insert_stmts: Any = None
 
     # --- writing ------------------------------------------------------------------------------
 
@@ -166,9 +167,15 @@ class HistoryStore:
         profile_id: int,
     ) -> set[str]:
         """The writing of add_to_history: synchronous Core code, in one transaction."""
-        history = History.__table__
         stored: set[str] = set()
-        insert = self.db.insert_ignore(history).returning(history.c.uid)
+        if self._insert_stmts is None:
+            # built once: building statements costs more than running them
+            history = History.__table__
+            self._insert_stmts = (
+                self.db.insert_ignore(history).returning(history.c.uid),
+                {cls: sa.insert(cls.__table__) for cls in (Message, Subject, Thread)},
+            )
+        insert, inserts = self._insert_stmts
         for start in range(0, len(rows), BATCH_SIZE):
             result = conn.execute(insert, rows[start : start + BATCH_SIZE])
             stored.update(result.scalars())
@@ -190,7 +197,7 @@ class HistoryStore:
                 )
         for cls, values in ((Message, bodies), (Subject, subjects), (Thread, threads)):
             for start in range(0, len(values), BATCH_SIZE):
-                conn.execute(sa.insert(cls.__table__), values[start : start + BATCH_SIZE])
+                conn.execute(inserts[cls], values[start : start + BATCH_SIZE])
         self._link_corrections_txn(conn, corrections, stored)
         self._fill_stanza_ids_txn(conn, profile_id, rows, stored)
         return stored
