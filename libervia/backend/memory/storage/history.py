@@ -166,19 +166,18 @@ class HistoryStore:
         corrections: dict[str, str],
         profile_id: int,
     ) -> set[str]:
-        """The writing of add_to_history: synchronous Core code, in one transaction."""
-        stored: set[str] = set()
-        if self._insert_stmts is None:
-            # built once: building statements costs more than running them
-            history = History.__table__
-            self._insert_stmts = (
-                self.db.insert_ignore(history).returning(history.c.uid),
-                {cls: sa.insert(cls.__table__) for cls in (Message, Subject, Thread)},
-            )
-        insert, inserts = self._insert_stmts
-        for start in range(0, len(rows), BATCH_SIZE):
-            result = conn.execute(insert, rows[start : start + BATCH_SIZE])
-            stored.update(result.scalars())
+        """The writing of add_to_history: synchronous code, in one transaction."""
+        if conn.dialect.name == "sqlite":
+            stored = self._insert_sqlite(conn, batch, rows)
+        else:
+            stored = self._insert_core(conn, batch, rows)
+        self._link_corrections_txn(conn, corrections, stored)
+        self._fill_stanza_ids_txn(conn, profile_id, rows, stored)
+        return stored
+
+    @staticmethod
+    def _children(batch: list[HistoryMessage], stored: set[str]) -> list[list[dict[str, Any]]]:
+        """Rows of ``message``, ``subject`` and ``thread`` for the stored messages."""
         bodies, subjects, threads = [], [], []
         for m in batch:
             if m.uid not in stored:
@@ -195,12 +194,68 @@ class HistoryStore:
                 threads.append(
                     {"history_uid": m.uid, "thread_id": m.thread, "parent_id": m.thread_parent}
                 )
-        for cls, values in ((Message, bodies), (Subject, subjects), (Thread, threads)):
-            for start in range(0, len(values), BATCH_SIZE):
-                conn.execute(inserts[cls], values[start : start + BATCH_SIZE])
-        self._link_corrections_txn(conn, corrections, stored)
-        self._fill_stanza_ids_txn(conn, profile_id, rows, stored)
+        return [bodies, subjects, threads]
+
+    def _insert_core(
+        self, conn: sa.Connection, batch: list[HistoryMessage], rows: list[dict[str, Any]]
+    ) -> set[str]:
+        """Insert with Core statements (PostgreSQL)."""
+        if self._insert_stmts is None:
+            # built once: building statements costs more than running them
+            history = History.__table__
+            self._insert_stmts = (
+                self.db.insert_ignore(history).returning(history.c.uid),
+                [sa.insert(cls.__table__) for cls in (Message, Subject, Thread)],
+            )
+        insert, inserts = self._insert_stmts
+        stored: set[str] = set()
+        for start in range(0, len(rows), BATCH_SIZE):
+            result = conn.execute(insert, rows[start : start + BATCH_SIZE])
+            stored.update(result.scalars())
+        values = self._children(batch, stored)
+        for statement, table_values in zip(inserts, values, strict=True):
+            for start in range(0, len(table_values), BATCH_SIZE):
+                conn.execute(statement, table_values[start : start + BATCH_SIZE])
         return stored
+
+    def _insert_sqlite(
+        self, conn: sa.Connection, batch: list[HistoryMessage], rows: list[dict[str, Any]]
+    ) -> set[str]:
+        """Insert through the DBAPI cursor (SQLite): the same rows as :meth:`_insert_core`,
+        without SQLAlchemy's per-statement work (~0.4 ms of a ~0.7 ms transaction here).
+
+        The values are converted as the column types would: the message type as its value, the
+        ``extra`` dict as JSON text (None as SQL NULL). The integration tests compare what both
+        paths store.
+        """
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            columns = list(rows[0])
+            sql = (
+                f"INSERT OR IGNORE INTO history ({', '.join(columns)}) "
+                f"VALUES ({', '.join('?' * len(columns))}) RETURNING uid"
+            )
+            stored: set[str] = set()
+            for row in rows:
+                params = [row[c] for c in columns]
+                params[columns.index("type")] = str(row["type"])
+                extra = row["extra"]
+                params[columns.index("extra")] = None if extra is None else json.dumps(extra)
+                cursor.execute(sql, params)
+                stored.update(uid for (uid,) in cursor.fetchall())
+            values = self._children(batch, stored)
+            for table, table_values in zip(("message", "subject", "thread"), values, strict=True):
+                if not table_values:
+                    continue
+                names = list(table_values[0])
+                cursor.executemany(
+                    f"INSERT INTO {table} ({', '.join(names)}) "
+                    f"VALUES ({', '.join('?' * len(names))})",
+                    [[v[n] for n in names] for v in table_values],
+                )
+            return stored
+        finally:
+            cursor.close()
 
     @staticmethod
     def _link_corrections_txn(
