@@ -55,6 +55,9 @@ class Command:
         need_connect: the profile must be connected (``-c`` connects it first; without it an
             unconnected profile is an error).
         use_output: the command prints data: it gets ``-O/--output``.
+        extra_words: name of a ``nargs="*"`` positional that also takes the words given
+            after an option (``li message send JID -s SUBJECT some text``: argparse alone
+            refuses "some text" there).
     """
 
     name: ClassVar[str] = ""
@@ -64,6 +67,7 @@ class Command:
     use_profile: ClassVar[bool] = True
     need_connect: ClassVar[bool] = False
     use_output: ClassVar[bool] = False
+    extra_words: ClassVar[str | None] = None
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         """Add the command's own arguments."""
@@ -381,11 +385,33 @@ def describe_error(e: BridgeError) -> str:
     return f"{message} [{e.code}]"
 
 
+def _split_at(words: list[str], sep: str) -> tuple[list[str], bool, list[str]]:
+    if sep in words:
+        i = words.index(sep)
+        return words[:i], True, words[i + 1 :]
+    return words, False, []
+
+
+def parse_args(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None = None
+) -> argparse.Namespace:
+    """``parser.parse_args``, except that the words argparse leaves after an option go to the
+    command's :attr:`Command.extra_words` positional, if it has one (raises SystemExit)."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        dest = getattr(args, "_command", None) and args._command.extra_words
+        before, dashes, after = _split_at(extra, "--")
+        if dest is None or any(word.startswith("-") and word != "-" for word in before):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        getattr(args, dest).extend(before + after)
+    return args
+
+
 def main(argv: Sequence[str] | None = None, *, bus_address: str | None = None) -> int:
     """Run ``li`` with ``argv`` (default: the command line); returns the exit code."""
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parse_args(parser, argv)
     except SystemExit as e:  # --help, --version (0) or a usage error (2)
         return e.code if isinstance(e.code, int) else C.EXIT_USAGE
     cli = Cli(args, bus_address=bus_address)

@@ -71,11 +71,15 @@ class MessageSend(Command):
         ("journalctl -n 3 | li message send --separate bob@example.org", "one per line"),
     )
     need_connect = True
+    extra_words = "text"
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("jid", metavar="JID", help="recipient")
         parser.add_argument(
-            "text", metavar="TEXT", nargs="*", help="the message (default: standard input)"
+            "text",
+            metavar="TEXT",
+            nargs="*",
+            help="the message (default: standard input); after --, words starting with - too",
         )
         parser.add_argument("-s", "--subject", help="subject of the message")
         parser.add_argument(

@@ -7,14 +7,22 @@ import argparse
 import pytest
 
 from libervia.cli import constants as C
-from libervia.cli.base import Command, Group, Options, build_parser, iter_commands, main
+from libervia.cli.base import (
+    Command,
+    Group,
+    Options,
+    build_parser,
+    iter_commands,
+    main,
+    parse_args,
+)
 from libervia.cli.cmd_debug import convert_arg
 from libervia.cli.cmd_message import split_messages, time_arg
 from libervia.cli.cmd_profile import connection_params
 
 
 def parse(*argv: str) -> argparse.Namespace:
-    return build_parser().parse_args(argv)
+    return parse_args(build_parser(), argv)
 
 
 def test_global_options_before_or_after_the_command() -> None:
@@ -127,3 +135,19 @@ def test_convert_arg() -> None:
     assert convert_arg("(ss)", '["a", "b"]') == ("a", "b")
     with pytest.raises(Exception, match="invalid value"):
         convert_arg("i", "x")
+
+
+def test_message_words_around_options() -> None:
+    args = parse("message", "send", "bob@x", "hello", "-s", "Re", "big", "world", "-t", "chat")
+    assert (args.jid, args.text, args.subject, args.type) == (
+        "bob@x", ["hello", "big", "world"], "Re", "chat"
+    )  # fmt: skip
+    assert parse("message", "send", "bob@x", "-s", "Re", "--", "-1", "for", "me").text == [
+        "-1", "for", "me"
+    ]  # fmt: skip
+
+
+def test_unknown_words_elsewhere_are_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["message", "send", "bob@x", "hi", "--bogus"]) == C.EXIT_USAGE
+    assert main(["roster", "get", "extra"]) == C.EXIT_USAGE
+    assert "unrecognized arguments" in capsys.readouterr().err
