@@ -34,5 +34,20 @@ def write_bridge_reference(app: object) -> None:
         out.write_text(text)
 
 
+def write_cli_reference(app: object) -> None:
+    """li's command reference and exit codes, from its argument parser (cli.rst includes them)."""
+    from libervia.cli.docgen import exit_codes_rst, reference_rst
+
+    for name, text in (
+        ("cli_reference.rst", reference_rst()),
+        ("cli_exit_codes.rst", exit_codes_rst()),
+    ):
+        out = DOC / "_generated" / name
+        out.parent.mkdir(exist_ok=True)
+        if not out.exists() or out.read_text() != text:
+            out.write_text(text)
+
+
 def setup(app: object) -> None:
     app.connect("builder-inited", write_bridge_reference)  # type: ignore[attr-defined]
+    app.connect("builder-inited", write_cli_reference)  # type: ignore[attr-defined]
