@@ -55,6 +55,8 @@ class Command:
         need_connect: the profile must be connected (``-c`` connects it first; without it an
             unconnected profile is an error).
         use_output: the command prints data: it gets ``-O/--output``.
+        need_daemon: false for the few commands that work without the daemon
+            (``li completion``); ``use_profile`` must then be false too.
         extra_words: name of a ``nargs="*"`` positional that also takes the words given
             after an option (``li message send JID -s SUBJECT some text``: argparse alone
             refuses "some text" there).
@@ -66,6 +68,7 @@ class Command:
     examples: ClassVar[Sequence[tuple[str, str]]] = ()
     use_profile: ClassVar[bool] = True
     need_connect: ClassVar[bool] = False
+    need_daemon: ClassVar[bool] = True
     use_output: ClassVar[bool] = False
     extra_words: ClassVar[str | None] = None
 
@@ -311,9 +314,10 @@ class Cli:
         """Run the command; returns the exit code (never raises, except KeyboardInterrupt)."""
         try:
             try:
-                self.debug("connecting to the daemon")
-                self._bridge = await BridgeClient.open(self.bus_address)
-                await self._bridge.wait_ready(timeout=READY_TIMEOUT)
+                if self.command.need_daemon:
+                    self.debug("connecting to the daemon")
+                    self._bridge = await BridgeClient.open(self.bus_address)
+                    await self._bridge.wait_ready(timeout=READY_TIMEOUT)
                 if self.command.use_profile:
                     await self.prepare_profile()
                 await self.command.run(self)

@@ -97,7 +97,7 @@ def test_every_command_documents_itself_with_examples(capsys: pytest.CaptureFixt
         paths.append(path)
         if issubclass(cls, Command):
             assert cls.examples, f"li {' '.join(path)} has no examples"
-            assert all(" li " in f" {line}" for line, _what in cls.examples)
+            assert all("li " in line for line, _what in cls.examples)
             assert main([*path, "--help"]) == 0
             assert "examples:" in capsys.readouterr().out
         else:
