@@ -16,9 +16,10 @@ import asyncio
 import importlib.metadata
 import sys
 import textwrap
+import threading
 import traceback
-from collections.abc import Sequence
-from typing import Any, ClassVar
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, TypeVar
 
 from libervia.cli import constants as C
 from libervia.cli.output import Output
@@ -31,6 +32,37 @@ from libervia.frontends.bridge.client import (
 
 #: seconds to wait for the daemon to be ready (it may be starting)
 READY_TIMEOUT = 60.0
+
+T = TypeVar("T")
+
+
+async def in_thread(fn: Callable[[], T]) -> T:
+    """Run a blocking read (stdin, a terminal prompt) in a daemon thread.
+
+    Not ``asyncio.to_thread``: on Ctrl-C, ``asyncio.run`` waits for the threads of the default
+    executor, so ``li`` would hang until the read ends; a daemon thread is just left behind.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: T | None, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+
+    def work() -> None:
+        try:
+            result = fn()
+        except BaseException as e:
+            loop.call_soon_threadsafe(settle, None, e)
+        else:
+            loop.call_soon_threadsafe(settle, result, None)
+
+    threading.Thread(target=work, name="li-read", daemon=True).start()
+    return await future
 
 
 class CommandError(Exception):
@@ -55,6 +87,8 @@ class Command:
         need_connect: the profile must be connected (``-c`` connects it first; without it an
             unconnected profile is an error).
         use_output: the command prints data: it gets ``-O/--output``.
+        stops_on_interrupt: Ctrl-C is the normal way to stop the command (exit code 0, not
+            "cancelled").
         need_daemon: false for the few commands that work without the daemon
             (``li completion``); ``use_profile`` must then be false too.
         extra_words: name of a ``nargs="*"`` positional that also takes the words given
@@ -69,6 +103,7 @@ class Command:
     use_profile: ClassVar[bool] = True
     need_connect: ClassVar[bool] = False
     need_daemon: ClassVar[bool] = True
+    stops_on_interrupt: ClassVar[bool] = False
     use_output: ClassVar[bool] = False
     extra_words: ClassVar[str | None] = None
 
@@ -376,7 +411,10 @@ class Cli:
                 f"{question} Not asking without a terminal: add -f to confirm",
                 C.EXIT_CANCELLED,
             )
-        answer = await asyncio.to_thread(input, f"{question} [y/N] ")
+        try:
+            answer = await in_thread(lambda: input(f"{question} [y/N] "))
+        except EOFError:
+            answer = ""
         if answer.strip().lower() not in ("y", "yes"):
             raise CommandError("cancelled", C.EXIT_CANCELLED)
 
@@ -422,6 +460,8 @@ def main(argv: Sequence[str] | None = None, *, bus_address: str | None = None) -
     try:
         return asyncio.run(cli.run())
     except KeyboardInterrupt:
+        if cli.command.stops_on_interrupt:
+            return C.EXIT_OK
         cli.error("cancelled")
         return C.EXIT_CANCELLED
 

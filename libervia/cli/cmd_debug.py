@@ -104,6 +104,7 @@ class DebugMonitor(Command):
     )
     use_profile = False
     use_output = True
+    stops_on_interrupt = True
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from collections.abc import Sequence
@@ -11,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from libervia.cli import constants as C
-from libervia.cli.base import Cli, Command, CommandError, Group
+from libervia.cli.base import Cli, Command, CommandError, Group, in_thread
 
 
 def time_arg(value: str) -> float:
@@ -103,7 +102,7 @@ class MessageSend(Command):
         else:
             if sys.stdin.isatty():
                 cli.stderr.write("li: type the message, then Ctrl-D\n")
-            text = await asyncio.to_thread(sys.stdin.read)
+            text = await in_thread(sys.stdin.read)
         messages = split_messages(text, args.separate)
         if not messages:
             raise CommandError("nothing to send: the message is empty", C.EXIT_USAGE)

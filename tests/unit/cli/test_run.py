@@ -215,3 +215,21 @@ async def test_confirmation_without_terminal_is_refused() -> None:
     code, _, _, bridge = await run("profile", "delete", "bob", "-f")
     assert code == 0 and bridge is not None
     assert bridge.calls[-1] == ("profile_delete_async", ("bob",))
+
+
+@aio
+async def test_in_thread() -> None:
+    assert await base.in_thread(lambda: 42) == 42
+    with pytest.raises(EOFError):
+        await base.in_thread(input_eof)
+
+
+def input_eof() -> str:
+    raise EOFError
+
+
+def test_monitor_stops_cleanly_on_ctrl_c() -> None:
+    from libervia.cli.cmd_debug import DebugMonitor
+    from libervia.cli.cmd_message import MessageSend
+
+    assert DebugMonitor.stops_on_interrupt and not MessageSend.stops_on_interrupt
