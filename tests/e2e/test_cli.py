@@ -172,6 +172,28 @@ def test_two_accounts_chat_through_li(daemon: Daemon, prosody: Prosody) -> None:
     assert bob not in json.loads(li(bus, "profile", "list", "-O", "json").stdout)
 
 
+def test_protected_profile_and_refused_login(daemon: Daemon, prosody: Prosody) -> None:
+    bus = daemon.bus_address
+    name = f"carol{uuid.uuid4().hex[:6]}"
+    jid = prosody.adduser(name, "xmpp-pass")
+    local = ("--server", "127.0.0.1", "--port", str(prosody.c2s_port), "--no-check-certificate")
+    li(bus, "profile", "create", name, "-j", jid, "-x", "xmpp-pass", "-p", "secret", *local)
+    wrong = li(bus, "profile", "connect", "-p", name, "--pwd", "nope", check=C.EXIT_CANCELLED)
+    assert "[PasswordError]" in wrong.stderr and wrong.stderr.count("\n") == 1
+    li(bus, "profile", "connect", "-p", name, "--pwd", "secret")
+    info = json.loads(li(bus, "profile", "info", "-p", name, "-O", "json").stdout)
+    assert info["connected"] is True and info["session_started"] is True
+
+    # a wrong XMPP password: the profile is made, the login is refused
+    other = f"dave{uuid.uuid4().hex[:6]}"
+    refused = li(
+        bus, "profile", "create", other, "-j", prosody.adduser(other, "right"), "-x", "wrong",
+        *local, "-C", check=C.EXIT_CANCELLED,
+    )  # fmt: skip
+    assert f"profile {other} created" in refused.stdout
+    assert "[AuthenticationFailed]" in refused.stderr and refused.stderr.count("\n") == 1
+
+
 def test_wrong_profile_is_a_clear_error(daemon: Daemon) -> None:
     result = li(
         daemon.bus_address, "message", "history", "-p", "nobody", "x@localhost",
