@@ -158,6 +158,8 @@ class MessageHistory(Command):
             args.jid, "", args.max or -1, True, filters, cli.profile
         )
         messages = [message_dict(row) for row in rows]
+        if not messages and cli.out.rich:
+            cli.out.info(f"no messages with {args.jid}", style="dim")
         cli.out.show(messages, lambda: cli.out.messages(messages))
 
 
