@@ -285,3 +285,30 @@ async def test_autoconnect_at_start(prosody: Prosody, tmp_path: Path) -> None:
             assert process.stop() in (0, None), process.logs()
         finally:
             bus.stop()
+
+
+@aio
+async def test_ping_and_software_version(daemon: Daemon, prosody: Prosody) -> None:
+    """Plugin bridge methods (XEP-0199, XEP-0092), answered by Prosody and by the daemon."""
+    bridge = await daemon.bridge()
+    try:
+        jack, kate = unique("jack"), unique("kate")
+        await make_account(bridge, prosody, jack, jack)
+        await make_account(bridge, prosody, kate, kate)
+        recorder = Recorder(bridge, ["connected"])
+        await bridge.connect(jack, "", {})
+        await bridge.connect(kate, "", {})
+        kate_full = (await recorder.wait("connected", lambda a: a[1] == kate))[0]
+        assert 0 < await bridge.ping("", jack) < 5
+        assert 0 < await bridge.ping(kate_full, jack) < 5
+        name, version, _ = await bridge.software_version_get("localhost", jack)
+        assert name == "Prosody" and version
+        assert tuple(await bridge.software_version_get(kate_full, jack))[:2] == (
+            "Libervia",
+            await bridge.version_get(),
+        )
+        with pytest.raises(BridgeError) as raised:
+            await bridge.ping("not a jid@@", jack)
+        assert raised.value.code == "InvalidInput"
+    finally:
+        await bridge.close()

@@ -13,12 +13,10 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from twisted.words.protocols.jabber.jid import JID
-
 from libervia.backend.core.exceptions import InvalidInput, NotFound
 from libervia.backend.core.messages import signal_args
+from libervia.backend.core.xmpp import parse_jid_arg
 from libervia.backend.memory.params import ParamType
-from libervia.backend.tools.jid import InvalidFormat, parse_jid
 
 #: history_get filters: name -> converter of the string value
 HISTORY_FILTERS = {
@@ -32,24 +30,6 @@ HISTORY_FILTERS = {
     "last_stanza_id": lambda v: v.lower() in ("1", "true", "yes"),
     "order": str,
 }
-
-
-def parse_jid_arg(value: str, what: str = "JID") -> JID:
-    """Raises InvalidInput for an invalid JID (RFC 7622 parts of at most 1023 bytes)."""
-    if not isinstance(value, str) or not value:
-        raise InvalidInput(f"invalid {what}: empty")
-    try:
-        jid = parse_jid(value)
-    except (InvalidFormat, UnicodeError, ValueError, RuntimeError) as e:
-        raise InvalidInput(f"invalid {what} {value[:100]!r}: {e or 'bad format'}") from None
-    parts = (jid.user, jid.host, jid.resource)
-    if (
-        not jid.host
-        or ("@" in value.split("/", 1)[0] and not jid.user)
-        or any(p is not None and len(p.encode("utf-8")) > 1023 for p in parts)
-    ):
-        raise InvalidInput(f"invalid {what} {value[:100]!r}")
-    return jid
 
 
 def parse_json_dict(value: str, what: str = "extra") -> dict[str, Any]:

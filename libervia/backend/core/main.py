@@ -194,6 +194,14 @@ class LiberviaBackend:
             raise NotConnected(f"profile {profile!r} is not connected: connect it first")
         return client
 
+    async def client_of(self, profile_key: str) -> LiberviaClient:
+        """The connected client of a profile key (a name or ``@DEFAULT@``), for bridge methods.
+
+        Raises:
+            ProfileUnknownError, NotConnected.
+        """
+        return self.get_client(await self.profiles.get_name(profile_key))
+
     def is_connected(self, profile: str) -> bool:
         client = self.clients.get(profile)
         return client is not None and client.is_connected()

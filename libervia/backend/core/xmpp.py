@@ -38,6 +38,7 @@ from libervia.backend.core.aio import as_future
 from libervia.backend.core.exceptions import (
     AuthenticationFailed,
     ConnectionFailed,
+    InvalidInput,
     LiberviaError,
     NotConnected,
     OperationTimeout,
@@ -46,6 +47,7 @@ from libervia.backend.core.exceptions import (
 )
 from libervia.backend.core.log import get_logger
 from libervia.backend.core.sasl import SASLError, SASLInitiatingInitializer
+from libervia.backend.tools.jid import InvalidFormat, parse_jid
 
 log = get_logger(__name__)
 
@@ -247,8 +249,17 @@ class LiberviaClient(StreamManager):
 
     def _authd(self, xs: xmlstream.XmlStream) -> None:
         self.jid = self.authenticator.jid
+        # after every handler: a request nobody handled gets an error (RFC 6120 §8.2.3)
+        xs.addObserver('/iq[@type="get"]', self._unhandled_iq, priority=-100)
+        xs.addObserver('/iq[@type="set"]', self._unhandled_iq, priority=-100)
         super()._authd(xs)
         self._finish_login(xs)
+
+    def _unhandled_iq(self, iq: domish.Element) -> None:
+        if iq.handled:
+            return
+        iq.handled = True
+        self.xmlstream.send(StanzaError("service-unavailable").toResponse(iq))
 
     def initializationFailed(self, reason: Failure) -> None:  # noqa: N802
         self._finish_login(reason)
@@ -341,3 +352,21 @@ def make_iq(iq_type: str, to: JID | str | None = None) -> domish.Element:
         iq["to"] = to.full() if isinstance(to, JID) else to
     iq.addUniqueId()
     return iq
+
+
+def parse_jid_arg(value: str, what: str = "JID") -> JID:
+    """Raises InvalidInput for an invalid JID (RFC 7622 parts of at most 1023 bytes)."""
+    if not isinstance(value, str) or not value:
+        raise InvalidInput(f"invalid {what}: empty")
+    try:
+        jid = parse_jid(value)
+    except (InvalidFormat, UnicodeError, ValueError, RuntimeError) as e:
+        raise InvalidInput(f"invalid {what} {value[:100]!r}: {e or 'bad format'}") from None
+    parts = (jid.user, jid.host, jid.resource)
+    if (
+        not jid.host
+        or ("@" in value.split("/", 1)[0] and not jid.user)
+        or any(p is not None and len(p.encode("utf-8")) > 1023 for p in parts)
+    ):
+        raise InvalidInput(f"invalid {what} {value[:100]!r}")
+    return jid

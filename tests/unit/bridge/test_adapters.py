@@ -8,11 +8,11 @@ from libervia.backend.bridge.adapters import (
     CoreAdapters,
     history_filters,
     param_text,
-    parse_jid_arg,
     parse_json_dict,
 )
 from libervia.backend.bridge.api import core_api
 from libervia.backend.core.exceptions import InvalidInput
+from libervia.backend.core.xmpp import parse_jid_arg
 
 
 def test_jids() -> None:
