@@ -301,7 +301,7 @@ class Sandbox:
 
     def start_all(self) -> dict[str, object]:
         started = time.monotonic()
-        passwords = {user: secrets.token_urlsafe(12) for user in USERS}
+        passwords = {user: secrets.token_hex(8) for user in USERS}
         port = self.start_prosody()
         for user in USERS:
             self.run(
@@ -316,7 +316,8 @@ class Sandbox:
         for user in USERS:
             self.li_run(
                 f"li profile create {user}",
-                *("profile", "create", user, "-j", f"{user}@{DOMAIN}", "-x", passwords[user]),
+                *("profile", "create", user, "-j", f"{user}@{DOMAIN}"),
+                f"--xmpp-password={passwords[user]}",  # "=": a value never taken for an option
                 *("--server", "127.0.0.1", "--port", str(port), "--no-check-certificate", "-C"),
             )
         log("profiles alice (the default one) and bob created and connected")
