@@ -110,6 +110,11 @@ class Command:
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         """Add the command's own arguments."""
 
+    def wants_profile(self, args: argparse.Namespace) -> bool:
+        """Whether this run acts on a profile (``use_profile``; a command may need one only
+        with some arguments: ``li info version`` with a JID)."""
+        return self.use_profile
+
     async def run(self, cli: Cli) -> None:
         raise NotImplementedError
 
@@ -353,7 +358,7 @@ class Cli:
                     self.debug("connecting to the daemon")
                     self._bridge = await BridgeClient.open(self.bus_address)
                     await self._bridge.wait_ready(timeout=READY_TIMEOUT)
-                if self.command.use_profile:
+                if self.command.use_profile and self.command.wants_profile(self.args):
                     await self.prepare_profile()
                 await self.command.run(self)
             finally:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from libervia.cli import constants as C
-from libervia.cli.base import Cli, Command, CommandError, Group, li_version
+from libervia.cli.base import Cli, Command, Group, li_version
 from libervia.frontends.bridge.client import BridgeError
 
 
@@ -86,11 +85,27 @@ class InfoDisco(Command):
         cli.out.show(data, render)
 
 
+def version_dict(jid: str, answer: Any) -> dict[str, str]:
+    """A ``software_version_get`` answer as the dict that ``-O json`` prints."""
+    name, version, os_name = answer
+    return {"jid": jid, "name": name, "version": version, "os": os_name}
+
+
 class InfoVersion(Command):
     name = "version"
-    help = "versions of the daemon and of li (an entity's software version: not available yet)"
-    examples = (("li info version", "the versions of li and of the daemon"),)
-    use_profile = False
+    help = "software version of an entity (XEP-0092), or the versions of li and of the daemon"
+    description = (
+        "With a JID: ask that entity its software name, version and operating system "
+        "(XEP-0092; each may be unknown: the entity chooses what it tells). Without: the "
+        "versions of li and of the daemon (no profile needed)."
+    )
+    examples = (
+        ("li info version", "the versions of li and of the daemon"),
+        ("li info version example.org", "the server's software"),
+        ("li info version bob@example.org/phone -O json", "a client's, as JSON"),
+    )
+    use_profile = True
+    need_connect = True
     use_output = True
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
@@ -98,16 +113,26 @@ class InfoVersion(Command):
             "jid",
             metavar="JID",
             nargs="?",
-            help="entity to ask (XEP-0092; needs a daemon that offers it)",
+            help="entity to ask (a server, or a client: a full JID with its resource)",
         )
 
+    def wants_profile(self, args: argparse.Namespace) -> bool:
+        return bool(args.jid)
+
     async def run(self, cli: Cli) -> None:
-        if cli.args.jid:
-            raise CommandError(
-                "this daemon cannot ask an entity for its software version yet (XEP-0092); "
-                "`li info version` without JID shows the daemon's version",
-                C.EXIT_MISSING_FEATURE,
-            )
+        jid = cli.args.jid
+        if jid:
+            data = version_dict(jid, await cli.bridge.software_version_get(jid, cli.profile))
+
+            def render() -> None:
+                known = {k: v for k, v in data.items() if k != "jid" and v}
+                if known:
+                    cli.out.mapping(known)
+                else:
+                    cli.out.text(f"{jid} does not tell its software version")
+
+            cli.out.show(data, render)
+            return
         try:
             daemon = await cli.bridge.version_get()
         except BridgeError as e:

@@ -8,6 +8,7 @@ from libervia.cli.cmd_debug import Debug
 from libervia.cli.cmd_info import Info
 from libervia.cli.cmd_message import Message
 from libervia.cli.cmd_param import Param
+from libervia.cli.cmd_ping import Ping
 from libervia.cli.cmd_profile import Profile
 from libervia.cli.cmd_roster import Roster
 
@@ -16,6 +17,7 @@ COMMANDS: tuple[type[Command] | type[Group], ...] = (
     Message,
     Roster,
     Info,
+    Ping,
     Param,
     Debug,
     Completion,

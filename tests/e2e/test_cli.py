@@ -218,3 +218,49 @@ def test_daemon_not_running(tmp_path: Path) -> None:
 
 def test_li_script_is_installed() -> None:
     assert shutil.which("li", path=str(Path(sys.executable).parent)), "pip install -e ."
+
+
+def test_ping_and_software_version(daemon: Daemon, prosody: Prosody) -> None:
+    """``li ping`` and ``li info version JID``: answered by Prosody and by the daemon."""
+    bus = daemon.bus_address
+    tag = uuid.uuid4().hex[:6]
+    erin, fred = f"erin{tag}", f"fred{tag}"
+    local = ("--server", "127.0.0.1", "--port", str(prosody.c2s_port), "--no-check-certificate")
+    for name in (erin, fred):
+        jid = prosody.adduser(name, "xmpp-pass")
+        li(bus, "profile", "create", name, "-j", jid, "-x", "xmpp-pass", *local, "-C")
+
+    pong = li(bus, "ping", "-p", erin, "localhost").stdout
+    assert pong.startswith("pong from localhost: ") and pong.endswith(" ms\n"), pong
+    pings = json.loads(
+        li(bus, "ping", "-p", erin, "localhost", "-n", "2", "-i", "0", "-O", "json").stdout
+    )
+    assert pings["jid"] == "localhost" and len(pings["rtt_ms"]) == 2
+    assert 0 < pings["min_ms"] <= pings["max_ms"] < 5000
+    # an account: its server answers for the bare JID, the daemon for the full JID
+    fred_jid = f"{fred}@localhost"
+    assert 0 < float(li(bus, "ping", "-p", erin, fred_jid, "-d").stdout) < 5000
+    li(bus, "message", "send", "-p", fred, f"{erin}@localhost", "hi")
+
+    def fred_full() -> str | None:
+        out = li(bus, "message", "history", "-p", erin, fred_jid, "-O", "json").stdout
+        return next((m["from"] for m in json.loads(out) if "/" in m["from"]), None)
+
+    full = eventually(fred_full)
+    assert 0 < float(li(bus, "ping", "-p", erin, full, "-d").stdout) < 5000
+
+    server = json.loads(li(bus, "info", "version", "-p", erin, "localhost", "-O", "json").stdout)
+    assert server["jid"] == "localhost" and server["name"] == "Prosody" and server["version"]
+    assert "name: Prosody" in li(bus, "info", "version", "-p", erin, "localhost").stdout
+    client = json.loads(li(bus, "info", "version", "-p", erin, full, "-O", "json").stdout)
+    assert client["name"] == "Libervia"
+    assert (
+        client["version"] == json.loads(li(bus, "info", "version", "-O", "json").stdout)["daemon"]
+    )
+
+    # errors: one line, a documented exit code
+    gone = li(bus, "ping", "-p", erin, f"{fred_jid}/nowhere", check=C.EXIT_BRIDGE_ERROR)
+    assert "[XMPPError]" in gone.stderr and gone.stderr.count("\n") == 1
+    li(bus, "profile", "disconnect", "-p", fred)
+    offline = li(bus, "info", "version", "-p", fred, "localhost", check=C.EXIT_ERROR)
+    assert "not connected" in offline.stderr
