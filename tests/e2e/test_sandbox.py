@@ -141,10 +141,18 @@ def test_start_use_restart_crash_stop(directory: Path) -> None:
     second_pids = pids(directory)
     assert set(second_pids).isdisjoint(first_pids)
 
+    # a partial crash (Prosody killed): status says so, stop ends the rest
+    prosody_pid = int((directory / "pids" / "prosody.pid").read_text())
+    os.kill(prosody_pid, signal.SIGKILL)
+    assert wait_pid_gone(prosody_pid, 10)
+    partial = sandbox(directory, "status", check=1)
+    assert "prosody: not running" in partial.stdout and "partly running" in partial.stdout
+
     # stop: every process gone, and stop again is fine
     stopped = sandbox(directory, "stop")
     for pid in second_pids:
-        assert f"(pid {pid})" in stopped.stdout
+        if pid != prosody_pid:
+            assert f"(pid {pid})" in stopped.stdout
         assert not alive(pid)
     assert not (directory / "pids").exists()
     sandbox(directory, "status", check=3)
