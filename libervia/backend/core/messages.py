@@ -21,6 +21,8 @@ Trigger points (see doc/developer.rst):
 ``message_received(client, element, message)``
     for every ``<message/>`` stanza received (also those without body: chat states,
     receipts...; then ``message`` has no text). Return False when the plugin consumed it.
+    Messages forwarded inside a received stanza (carbons, archive results) go through it too,
+    by :meth:`MessageManager.process`; their ``element.parent`` is then not None.
 """
 
 from __future__ import annotations
@@ -268,12 +270,8 @@ class MessageManager:
 
     async def received(self, client: LiberviaClient, element: domish.Element) -> None:
         """Handle a received ``<message/>`` stanza (never raises: bad input is logged)."""
-        try:
-            msg = parse_message(element, client.jid, self._now())
-        except (InvalidInput, KeyError) as e:
-            log.warning("%s: ignoring a malformed message: %s", client.profile, e)
-            return
-        if not await self.host.trigger.async_point("message_received", client, element, msg):
+        msg = await self.process(client, element)
+        if msg is None:
             return
         if msg.type is MessageType.ERROR:
             log.info("%s: error message from %s", client.profile, msg.source.full())
@@ -282,12 +280,41 @@ class MessageManager:
         if not msg.message and not msg.subject:
             return  # nothing for the history (chat state, receipt...)
         try:
-            stored = await self.writer.store(client.profile, msg)
+            await self.store_and_signal(client, msg)
         except Exception:
             log.exception("%s: a received message could not be stored", client.profile)
-            return
-        if stored:
-            self._emit(client, msg)
+
+    async def process(
+        self, client: LiberviaClient, element: domish.Element
+    ) -> HistoryMessage | None:
+        """Parse a ``<message/>`` and run the ``message_received`` trigger point on it.
+
+        Also for messages forwarded inside another stanza (carbons, archive results: then
+        ``element.parent`` is not None, which plugins handling wrappers check).
+
+        Returns:
+            the message, or None when it is malformed (logged) or a plugin consumed it.
+        """
+        try:
+            msg = parse_message(element, client.jid, self._now())
+        except (InvalidInput, KeyError) as e:
+            log.warning("%s: ignoring a malformed message: %s", client.profile, e)
+            return None
+        if not await self.host.trigger.async_point("message_received", client, element, msg):
+            return None
+        return msg
+
+    async def store_and_signal(self, client: LiberviaClient, message: HistoryMessage) -> bool:
+        """Store a message (group commit) and emit ``message_new`` if it was not already in the
+        history; True when stored.
+
+        Raises:
+            Exception: the storage failed (e.g. an invalid message).
+        """
+        if await self.writer.store(client.profile, message):
+            self._emit(client, message)
+            return True
+        return False
 
     def _emit(self, client: LiberviaClient, msg: HistoryMessage) -> None:
         self.host.bridge.emit("message_new", *signal_args(msg), client.profile)

@@ -112,13 +112,30 @@ async def started_host(tmp_path: Path, reactor: FakeReactor | None = None) -> Li
 
 
 async def logged_in(
-    host: LiberviaBackend, profile: str, jid: str, roster_items: str = ""
+    host: LiberviaBackend,
+    profile: str,
+    jid: str,
+    roster_items: str = "",
+    server_features: tuple[str, ...] = (),
 ) -> tuple[LiberviaClient, FakeStream]:
-    """A profile's client, 'logged in' on a fake stream, roster answered, presence sent."""
+    """A profile's client, 'logged in' on a fake stream, roster answered, presence sent.
+
+    The disco#info of the server and of the account's bare JID are known in advance (no
+    query is sent): ``server_features`` only (none by default: no carbons, no archive...).
+    """
     if not host.storage.has_profile(profile):
         await host.profiles.create(profile, "")
     settings = ConnectionSettings(jid=JID(jid), password="pw", host="127.0.0.1")
     client = await host.prepare_client(profile, settings)
+    from wokkel.disco import DiscoFeature, DiscoInfo
+
+    from libervia.backend.plugins.plugin_xep_0030 import CACHE_KEY
+
+    info = DiscoInfo()
+    for feature in server_features:
+        info.append(DiscoFeature(feature))
+    for entity in (client.jid.host, client.jid.userhost()):
+        client.extra.setdefault(CACHE_KEY, {})[(entity, "")] = info
     stream = FakeStream()
     stream.attach(client)
     from libervia.backend.core.aio import background

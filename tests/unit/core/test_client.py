@@ -170,6 +170,7 @@ async def test_disco_request_cached_and_errors(tmp_path: Path) -> None:
         client, stream = await logged_in(host, "bob", BOB)
         stream.sent()
         disco = host.plugins["XEP-0030"]
+        client.extra.pop("XEP-0030_infos")  # the fake server's infos, known at login
         pending = asyncio.ensure_future(disco.get_infos(client, JID("localhost")))
         await turn()
         (request,) = stream.sent()
