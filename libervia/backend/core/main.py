@@ -254,7 +254,7 @@ class LiberviaBackend:
     async def prepare_client(self, name: str, settings: ConnectionSettings) -> LiberviaClient:
         """A client with every handler attached (core, then plugins), not connected yet."""
         client = LiberviaClient(name, settings, self.reactor, self._client_lost)
-        roster.setup(client, self._emit)
+        roster.setup(client, self._emit, self.trigger)
         self.messages.setup(client)
         for handler in self.plugins.handlers(client):
             handler.setHandlerParent(client)

@@ -27,6 +27,7 @@ from wokkel import xmppim
 from libervia.backend.core.aio import as_future
 from libervia.backend.core.exceptions import InvalidInput
 from libervia.backend.core.log import get_logger
+from libervia.backend.core.triggers import TriggerManager
 from libervia.backend.tools.ids import time_ordered_uuid
 
 if TYPE_CHECKING:
@@ -116,12 +117,18 @@ class RosterHandler(xmppim.RosterClientProtocol):
 
 
 class PresenceHandler(xmppim.PresenceProtocol):
-    """Presence in and out, and subscription requests."""
+    """Presence in and out, and subscription requests.
 
-    def __init__(self, client: LiberviaClient, emit: Any) -> None:
+    Trigger points: ``presence_received(client, element)`` for every presence stanza before it
+    is handled (False: consumed), ``presence_send(client, element)`` for every availability
+    presence we send (plugins add elements: entity capabilities...).
+    """
+
+    def __init__(self, client: LiberviaClient, emit: Any, trigger: TriggerManager) -> None:
         super().__init__()
         self.client = client
         self.emit = emit
+        self.trigger = trigger
         #: bare JID -> resource -> (show, priority, statuses)
         self.statuses: dict[str, dict[str, tuple[str, int, dict[str, str]]]] = {}
 
@@ -171,7 +178,13 @@ class PresenceHandler(xmppim.PresenceProtocol):
             show=show or None,
             statuses={(lang or None): text for lang, text in (statuses or {}).items()},
         )
-        self.send(stanza.toElement())
+        element = stanza.toElement()
+        self.trigger.point("presence_send", self.client, element)
+        self.send(element)
+
+    def _onPresence(self, element: Any) -> None:  # noqa: N802 - wokkel's name
+        if self.trigger.point("presence_received", self.client, element):
+            super()._onPresence(element)
 
     def answer(self, sub_type: str, entity: JID) -> None:
         """Send a subscription presence (see ``SUBSCRIPTION_ANSWERS``)."""
@@ -194,9 +207,9 @@ async def start_roster_and_presence(client: LiberviaClient) -> None:
     client.presence.send_presence()
 
 
-def setup(client: LiberviaClient, emit: Any) -> None:
+def setup(client: LiberviaClient, emit: Any, trigger: TriggerManager | None = None) -> None:
     """Attach the roster and presence handlers to a client."""
     client.roster = RosterHandler(client, emit)
     client.roster.setHandlerParent(client)
-    client.presence = PresenceHandler(client, emit)
+    client.presence = PresenceHandler(client, emit, trigger or TriggerManager())
     client.presence.setHandlerParent(client)

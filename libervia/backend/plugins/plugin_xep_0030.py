@@ -38,6 +38,8 @@ class XEP_0030:  # noqa: N801 - plugin classes are named after their XEP
     def __init__(self, host: Any) -> None:
         self.host = host
         self.features: set[str] = {disco.NS_DISCO_INFO, disco.NS_DISCO_ITEMS}
+        #: nodes answered with our own infos (entity capabilities: "node#ver")
+        self.info_nodes: set[str] = set()
 
     def add_feature(self, feature: str) -> None:
         """Announce a feature (a namespace) in our disco#info."""
@@ -45,6 +47,15 @@ class XEP_0030:  # noqa: N801 - plugin classes are named after their XEP
 
     def get_handler(self, client: Any) -> Any:
         return DiscoResponder(self)
+
+    def own_infos(self) -> tuple[list[tuple[str, str, str, str]], list[str]]:
+        """Our identities (category, type, lang, name) and features, as we announce them."""
+        category, type_, name = IDENTITY
+        return [(category, type_, "", name)], sorted(self.features)
+
+    def cache_infos(self, client: Any, entity: JID, info: disco.DiscoInfo, node: str = "") -> None:
+        """Remember an entity's infos for this session (e.g. known from its capabilities)."""
+        client.extra.setdefault(CACHE_KEY, {})[(entity.full(), node)] = info
 
     async def get_infos(
         self, client: Any, entity: JID | None = None, node: str = "", use_cache: bool = True
@@ -104,7 +115,7 @@ class DiscoResponder(disco.DiscoHandler):
         self.plugin = plugin
 
     def getDiscoInfo(self, requestor: JID, target: JID, nodeIdentifier: str = "") -> Any:  # noqa: N802,N803
-        if nodeIdentifier:
+        if nodeIdentifier and nodeIdentifier not in self.plugin.info_nodes:
             return []
         return [disco.DiscoIdentity(*IDENTITY)] + [
             disco.DiscoFeature(f) for f in sorted(self.plugin.features)

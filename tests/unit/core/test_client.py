@@ -48,8 +48,12 @@ async def test_login_fetches_roster_then_sends_presence(tmp_path: Path) -> None:
     host = await started_host(tmp_path)
     try:
         client, stream = await logged_in(host, "bob", BOB, ROSTER)
-        # after the roster answer: initial presence, nothing else
-        assert stream.sent_xml() == ["<presence/>"]
+        # after the roster answer: initial presence (with our capabilities), nothing else
+        ver = host.plugins["XEP-0115"].own_ver()
+        assert stream.sent_xml() == [
+            "<presence><c xmlns='http://jabber.org/protocol/caps' hash='sha-1' "
+            f"node='https://libervia.org/' ver='{ver}'/></presence>"
+        ]
         assert signals(host, "contact_new") == [
             (
                 "alice@localhost",
@@ -137,7 +141,8 @@ async def test_presence_and_subscriptions(tmp_path: Path) -> None:
             "<presence to='eve@localhost' type='subscribe'/>",
         ]
         client.presence.send_presence(None, "dnd", {"": "busy"})
-        assert stream.sent_xml() == ["<presence><show>dnd</show><status>busy</status></presence>"]
+        (sent,) = stream.sent_xml()
+        assert sent.startswith("<presence><show>dnd</show><status>busy</status><c xmlns=")
     finally:
         await host.stop()
 
