@@ -163,7 +163,75 @@ class MessageHistory(Command):
         cli.out.show(messages, lambda: cli.out.messages(messages))
 
 
+class MessageMam(Command):
+    name = "mam"
+    help = "query a message archive on the server (XEP-0313)"
+    description = (
+        "Show messages from a server archive (yours by default), without storing them: the "
+        "latest page, or the page before/after an archive id. The archive ids to page with are "
+        "printed at the end (and are the 'page' of -O json)."
+    )
+    examples = (
+        ("li message mam", "the last 20 messages of your archive"),
+        ("li message mam --with bob@example.org -n 50", "the last 50 exchanged with bob"),
+        ("li message mam --before ID", "the page before the message with archive id ID"),
+        ("li message mam room@muc.example.org --start 2026-11-01", "a room's archive"),
+    )
+    need_connect = True
+    use_output = True
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "service", metavar="JID", nargs="?", default="", help="the archive (default: yours)"
+        )
+        parser.add_argument("--with", dest="with_jid", metavar="JID", help="only with JID")
+        parser.add_argument(
+            "-n", "--max", type=int, default=20, metavar="N", help="page size (default: 20)"
+        )
+        page = parser.add_mutually_exclusive_group()
+        page.add_argument("--before", metavar="ID", help="the page before this archive id")
+        page.add_argument("--after", metavar="ID", help="the page after this archive id")
+        parser.add_argument(
+            "--start", type=time_arg, metavar="TIME", help="only messages from TIME on"
+        )
+        parser.add_argument("--end", type=time_arg, metavar="TIME", help="only until TIME")
+
+    async def run(self, cli: Cli) -> None:
+        args = cli.args
+        if args.max < 1:
+            raise CommandError("-n must be 1 or more", C.EXIT_USAGE)
+        filters: dict[str, str] = {"max": str(args.max)}
+        if args.with_jid:
+            filters["with"] = args.with_jid
+        if args.after:
+            filters["after"] = args.after
+        elif args.start is None:
+            # the latest page, unless paging forward from an id or a time
+            filters["before"] = args.before or ""
+        elif args.before:
+            filters["before"] = args.before
+        for name in ("start", "end"):
+            value = getattr(args, name)
+            if value is not None:
+                filters[name] = repr(value)
+        rows, page = await cli.bridge.mam_get(args.service, filters, cli.profile)
+        messages = [message_dict(row) for row in rows]
+        data = {"messages": messages, "page": dict(page)}
+
+        def render() -> None:
+            if not messages:
+                cli.out.info("no messages in the archive", style="dim")
+                return
+            cli.out.messages(messages)
+            if page.get("first") and page.get("complete") != "true":
+                cli.out.info(
+                    f"archive ids: first {page['first']}, last {page.get('last', '')}", "dim"
+                )
+
+        cli.out.show(data, render)
+
+
 class Message(Group):
     name = "message"
     help = "send messages, read the history"
-    subcommands = (MessageSend, MessageHistory)
+    subcommands = (MessageSend, MessageHistory, MessageMam)
