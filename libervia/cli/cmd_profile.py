@@ -292,6 +292,10 @@ class ProfileModify(Command):
         ("li profile modify -p alice -D", "make alice the default profile"),
         ("li profile modify -p alice -x 'new password'", "change the XMPP password"),
         ("li profile modify -p alice -A false", "do not connect alice at startup"),
+        (
+            "li profile modify -p alice --pwd OLD -w NEW",
+            "protect alice with a new profile password (--pwd: the current one)",
+        ),
     )
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
@@ -302,6 +306,13 @@ class ProfileModify(Command):
         parser.add_argument(
             "-D", "--default", action="store_true", help="make it the default profile"
         )
+        parser.add_argument(
+            "-w",
+            "--profile-password",
+            metavar="PASSWORD",
+            help="new profile password protecting the profile (empty: unprotected); give the "
+            "current one with --pwd",
+        )
         add_connection_arguments(parser)
 
     async def run(self, cli: Cli) -> None:
@@ -309,8 +320,10 @@ class ProfileModify(Command):
         params = connection_params(args)
         if args.xmpp_password is not None:
             params.append(("Password", args.xmpp_password))
-        if not params and not args.default:
+        if not params and not args.default and args.profile_password is None:
             raise CommandError("nothing to change (see li profile modify --help)", C.EXIT_USAGE)
+        if args.profile_password is not None:
+            await bridge.profile_password_set(cli.opts.pwd or "", args.profile_password, profile)
         for param, value in params:
             await bridge.param_set(param, value, CONNECTION, -1, profile)
         if args.default:

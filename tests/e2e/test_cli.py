@@ -184,6 +184,14 @@ def test_protected_profile_and_refused_login(daemon: Daemon, prosody: Prosody) -
     info = json.loads(li(bus, "profile", "info", "-p", name, "-O", "json").stdout)
     assert info["connected"] is True and info["session_started"] is True
 
+    # a new profile password: the old one is refused afterwards, the new one accepted
+    li(bus, "profile", "modify", "-p", name, "--pwd", "secret", "-w", "new secret")
+    old = li(
+        bus, "profile", "modify", "-p", name, "--pwd", "secret", "-w", "x", check=C.EXIT_CANCELLED
+    )
+    assert "[PasswordError]" in old.stderr
+    li(bus, "profile", "connect", "-p", name, "--pwd", "new secret")
+
     # a wrong XMPP password: the profile is made, the login is refused
     other = f"dave{uuid.uuid4().hex[:6]}"
     refused = li(

@@ -108,6 +108,12 @@ class CoreAdapters:
     async def profile_set_default(self, profile: str) -> None:
         await self.host.profiles.set_default(profile)
 
+    async def profile_password_set(
+        self, old_password: str, new_password: str, profile_key: str
+    ) -> None:
+        name = await self._name(profile_key)
+        await self.host.profiles.change_password(name, old_password, new_password)
+
     # --- connection ---------------------------------------------------------------------------
 
     async def connect(self, profile_key: str, password: str, options: dict[str, str]) -> bool:

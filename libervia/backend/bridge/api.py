@@ -304,6 +304,17 @@ CORE_METHODS: tuple[Method, ...] = (
         "Fails with ProfileUnknown.",
     ),
     Method("profile_set_default", (PROFILE,), "", "Make a profile the default one."),
+    Method(
+        "profile_password_set",
+        (
+            A("old_password", "s", "current profile password (empty for an unprotected one)"),
+            A("new_password", "s", "new profile password (empty: unprotected)"),
+            PROFILE_KEY,
+        ),
+        "",
+        "Change the password protecting a profile (only its key is re-encrypted). Fails with "
+        "PasswordError when old_password is wrong.",
+    ),
     # connection
     Method(
         "connect",

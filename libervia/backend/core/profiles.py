@@ -143,5 +143,16 @@ class ProfileManager:
             ) from None
         return self._sessions[name]
 
+    async def change_password(self, name: str, old: str, new: str) -> None:
+        """Protect a profile with another password (empty: unprotected).
+
+        Raises:
+            PasswordError: ``old`` is wrong (nothing changes).
+        """
+        if not isinstance(new, str):
+            raise InvalidInput("the profile password must be text")
+        await secrets.change_password(self.storage, name, old, new)
+        log.info("profile %r: password changed", name)
+
     def end_session(self, name: str) -> None:
         self._sessions.pop(name, None)

@@ -21,6 +21,7 @@ CORE_METHODS = {
     "profile_set_default": ("s", ""),
     "connect": ("ssa{ss}", "b"),
     "disconnect": ("s", ""),
+    "profile_password_set": ("sss", ""),
     "is_connected": ("s", "b"),
     "param_set": ("sssis", ""),
     "param_get_a_async": ("sssis", "s"),
