@@ -8,6 +8,7 @@ false`` cuts notification latency from ~42 ms to ~3 ms.
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -114,7 +115,26 @@ VirtualHost "{DOMAIN}"
 
     def start(self) -> None:
         self._write_config()
-        log = (self.dir / "stdout.log").open("wb")
+        self._spawn()
+
+    def restart(self) -> None:
+        """Stop the server (SIGTERM: it closes the streams) and start it again on the same
+        config, port and data (accounts, rosters and archives are kept)."""
+        self._terminate()
+        self._spawn()
+
+    def pause(self) -> None:
+        """SIGSTOP: the server stops answering without closing anything."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after :meth:`pause`."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
+    def _spawn(self) -> None:
+        log = (self.dir / "stdout.log").open("ab")
         self.process = subprocess.Popen(
             ["prosody", "--config", str(self.config), "-F"], stdout=log, stderr=log
         )
@@ -146,14 +166,18 @@ VirtualHost "{DOMAIN}"
         )
         return f"{user}@{DOMAIN}"
 
+    def _terminate(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)  # a paused server cannot stop
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
     def stop(self) -> None:
         try:
-            if self.process is not None and self.process.poll() is None:
-                self.process.terminate()
-                try:
-                    self.process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    self.process.kill()
-                    self.process.wait(timeout=10)
+            self._terminate()
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)

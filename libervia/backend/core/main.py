@@ -162,9 +162,19 @@ class LiberviaBackend:
     def is_ready(self) -> bool:
         return self._ready.done() and self._ready.exception() is None
 
+    @property
+    def is_stopping(self) -> bool:
+        """True once :meth:`stop` was called (nothing may reconnect any more)."""
+        return self._stopping
+
     async def stop(self) -> None:
-        """Disconnect every profile, write pending history, close the database."""
+        """Disconnect every profile, write pending history, close the database.
+
+        Runs the ``backend_stopping`` trigger point first (plugins cancel their timers, e.g.
+        pending reconnections).
+        """
         self._stopping = True
+        self.trigger.point("backend_stopping")
         if self.clients:
             await asyncio.gather(
                 *(self.disconnect(p) for p in list(self.clients)), return_exceptions=True
@@ -316,7 +326,13 @@ class LiberviaBackend:
         )
 
     async def disconnect(self, profile_key: str) -> None:
+        """Disconnect a profile at the user's request: it stays disconnected.
+
+        Runs the ``disconnect_requested`` trigger point (``profile``) first, also when the
+        profile is not connected (a pending reconnection is cancelled).
+        """
         name = await self.profiles.get_name(profile_key)
+        self.trigger.point("disconnect_requested", name)
         client = self.clients.get(name)
         if client is None:
             return

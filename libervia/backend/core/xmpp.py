@@ -12,8 +12,11 @@ connects once with explicit settings and reports failures as clear errors:
 - a login that does not complete within ``login_timeout`` is abandoned (a failed TLS handshake
   would otherwise make the stream factory reconnect forever, DESIGN.md §6).
 
-Reconnection with backoff belongs to the session continuity layer; here a lost connection is
-reported through ``on_disconnected`` and the client stays disconnected.
+Reconnection with backoff belongs to the session continuity layer (the ``Reconnect`` plugin);
+here a lost connection is reported through ``on_disconnected`` and the client stays
+disconnected. :attr:`LiberviaClient.close_requested` tells a loss from a disconnection asked
+for (``disconnect()``), :attr:`LiberviaClient.lost_reason` says why an established stream
+ended.
 """
 
 from __future__ import annotations
@@ -172,6 +175,7 @@ class LiberviaClient(StreamManager):
         self._connector: Any = None
         self._on_disconnected = on_disconnected
         self._closing = False
+        self.lost_reason: Failure | None = None
         factory = _Factory(self.authenticator, self._connection_failed)
         super().__init__(factory, reactor)
         self.timeout = IQ_TIMEOUT
@@ -188,6 +192,21 @@ class LiberviaClient(StreamManager):
 
     def is_connected(self) -> bool:
         return self._initialized and self.xmlstream is not None
+
+    @property
+    def close_requested(self) -> bool:
+        """True once :meth:`disconnect` was called: the end of the stream is not a loss."""
+        return self._closing
+
+    def drop_connection(self) -> None:
+        """Abort the TCP connection at once, without closing the stream (a dead server).
+
+        The loss is reported like any other (``on_disconnected``), so the session
+        continuity layer reconnects.
+        """
+        xs = self.xmlstream
+        if xs is not None and xs.transport is not None:
+            xs.transport.abortConnection()
 
     async def connect(self) -> None:
         """Connect, secure, authenticate and bind.
@@ -277,8 +296,10 @@ class LiberviaClient(StreamManager):
             # the stream ended during login: the reason says why (e.g. TLS handshake)
             self._finish_login(reason)
             return
-        if was_up and self._on_disconnected is not None:
-            self._on_disconnected(self, reason)
+        if was_up:
+            self.lost_reason = reason
+            if self._on_disconnected is not None:
+                self._on_disconnected(self, reason)
 
     async def disconnect(self) -> None:
         """Close the stream cleanly (waits until the connection is closed)."""
