@@ -263,7 +263,7 @@ class LiberviaBackend:
 
     async def prepare_client(self, name: str, settings: ConnectionSettings) -> LiberviaClient:
         """A client with every handler attached (core, then plugins), not connected yet."""
-        client = LiberviaClient(name, settings, self.reactor, self._client_lost)
+        client = LiberviaClient(name, settings, self.reactor, self.client_lost)
         roster.setup(client, self._emit, self.trigger)
         self.messages.setup(client)
         for handler in self.plugins.handlers(client):
@@ -342,7 +342,15 @@ class LiberviaBackend:
     def _emit(self, signal: str, *args: Any) -> None:
         self.bridge.emit(signal, *args)
 
-    def _client_lost(self, client: LiberviaClient, reason: Failure) -> None:
+    def client_lost(self, client: LiberviaClient, reason: Failure) -> None:
+        """An established stream ended: the profile is disconnected.
+
+        The ``client_lost`` trigger point (``client, reason``) runs first: a plugin that
+        returns False takes the loss over (stream management resuming the session on the same
+        client) and calls this method again if it gives up.
+        """
+        if not self.trigger.point("client_lost", client, reason):
+            return
         log.info("%s: disconnected (%s)", client.profile, reason.getErrorMessage())
         background(self._cleanup(client), f"cleanup {client.profile}")
 

@@ -14,6 +14,8 @@ Known points (name: arguments, emitter):
 ``message_received``: ``client, element, data``, for each incoming message (core);
 ``disconnect_requested``: ``profile``, when the user disconnects a profile, connected or not
 (core);
+``client_lost``: ``client, reason``, when an established stream ended, before the profile is
+cleaned up; False takes the loss over (core);
 ``backend_stopping``: no argument, when the backend starts stopping (core);
 ``XEP-0060_items``: ``client, service, node, max_items, item_ids, sub_id, rsm, extra``, before
 a pubsub items request (XEP-0060 plugin; the pubsub cache short-circuits it).

@@ -72,7 +72,16 @@ class ConnectionSettings:
 
 
 class _Authenticator(jclient.XMPPAuthenticator):
-    """Twisted's client authenticator with our SASL initializer."""
+    """Twisted's client authenticator with our SASL initializer.
+
+    ``initializer_hooks`` are called with each new stream and its list of initializers
+    (version check, TLS, SASL, bind, session), which they may edit in place: that is how stream
+    management (XEP-0198) puts its resumption before resource binding.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.initializer_hooks: list[Callable[[xmlstream.XmlStream, list[Any]], None]] = []
 
     def associateWithStream(self, xs: xmlstream.XmlStream) -> None:  # noqa: N802
         super().associateWithStream(xs)
@@ -82,6 +91,8 @@ class _Authenticator(jclient.XMPPAuthenticator):
             else init
             for init in xs.initializers
         ]
+        for hook in self.initializer_hooks:
+            hook(xs, xs.initializers)
 
 
 class _Factory(xmlstream.XmlStreamFactory):
@@ -259,7 +270,6 @@ class LiberviaClient(StreamManager):
         self._finish_login(reason)
 
     def _abort(self) -> None:
-        self._closing = True
         if self._connector is not None:
             self._connector.disconnect()
 

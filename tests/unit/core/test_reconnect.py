@@ -59,21 +59,27 @@ class Driver:
         # no jitter: the delays are exact
         host.plugins["RECONNECT"]._rand = lambda: 0.5
 
-    async def login(self) -> FakeStream:
-        """Complete the pending login of the last client (roster answered)."""
+    async def login(self, features: tuple[tuple[str, str], ...] = ()) -> FakeStream:
+        """Complete the pending login of the last client (roster answered).
+
+        ``features``: the stream features the server offers; what the client sent during
+        the login (before the roster answer) is kept in ``self.early``.
+        """
         await until(
             lambda: (
                 bool(self.clients)
                 and self.clients[-1] is not self.last
-                and len(self.clients) == len(self.reactor.connections)
+                and self.clients[-1]._connector is not None  # connecting
             )
         )
         client = self.last = self.clients[-1]
         connected = len(signals(self.host, "connected"))
         stream = FakeStream()
+        stream.xs.features = dict.fromkeys(features)
         stream.attach(client)
-        await until(lambda: stream.transport.value())
-        roster_get = stream.sent()[0]
+        await until(lambda: b"jabber:iq:roster" in stream.transport.value())
+        self.early = stream.sent()
+        roster_get = next(e for e in self.early if e.name == "iq")
         stream.receive(
             f"<iq type='result' id='{roster_get['id']}'><query xmlns='jabber:iq:roster'/></iq>"
         )
@@ -104,7 +110,7 @@ class Driver:
 
 
 # plugins that query the server at each connection (their answers are not what is tested)
-QUIET = "XEP-0280 XEP-0313"
+QUIET = "XEP-0115 XEP-0280 XEP-0313"
 
 
 async def host_with_bob(tmp_path: Path, **options: str) -> tuple[LiberviaBackend, Driver]:

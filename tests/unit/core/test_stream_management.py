@@ -1,0 +1,192 @@
+"""XEP-0198 stream management on the fake stream and clock: enable, acks both ways, resumption
+of the same session after a loss (unacked stanzas sent again, no roster or presence again), and
+the fallback to a fresh session (unacked messages sent again with their original ids)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from twisted.python.failure import Failure
+from twisted.words.protocols.jabber import client as jclient
+
+from libervia.backend.tools import xml
+from tests.conftest import aio
+from tests.unit.core.fakes import FakeStream
+from tests.unit.core.test_reconnect import Driver, host_with_bob, signals, turn, until
+
+SM = "urn:xmpp:sm:3"
+FEATURES = ((SM, "sm"),)
+
+
+def stanza(text: str):
+    """A stanza to send, in the client namespace."""
+    name = text[1:].split(" ", 1)[0].split(">", 1)[0]
+    return xml.parse(text.replace(f"<{name}", f"<{name} xmlns='jabber:client'", 1))
+
+
+def xmls(elements) -> list[str]:
+    return [e.toXml(defaultUri="jabber:client") for e in elements]
+
+
+async def sm_session(driver: Driver) -> FakeStream:
+    """Connect bob with stream management enabled (resumable, id 'sm1')."""
+    import asyncio
+
+    pending = asyncio.ensure_future(driver.host.connect("bob"))
+    stream = await driver.login(FEATURES)
+    await pending
+    early = xmls(driver.early)
+    assert early[0] == f"<enable xmlns='{SM}' resume='true'/>"
+    assert early[1].startswith("<iq type='get'") and "jabber:iq:roster" in early[1]
+    assert early[2] == f"<r xmlns='{SM}'/>"  # the roster request is the first counted stanza
+    stream.receive(f"<enabled xmlns='{SM}' id='sm1' resume='true' max='300'/>")
+    # the server acknowledges the roster request and the initial presence
+    stream.receive(f"<a xmlns='{SM}' h='2'/>")
+    assert stream.sent_xml() == ["<presence/>"]
+    assert not driver.host.plugins["XEP-0198"].handlers["bob"].unacked
+    return stream
+
+
+async def resume_stream(driver: Driver) -> tuple[FakeStream, object]:
+    """The reconnection attempt of the last client: a new stream going through the
+    initializers the client set up (as after TLS and SASL), returns the stream and the
+    resumption's Deferred."""
+    client = driver.clients[-1]
+    stream = FakeStream()
+    xs = stream.xs
+    xs.features = {FEATURES[0]: None}
+    xs.initializers = [jclient.BindInitializer(xs, True), jclient.SessionInitializer(xs)]
+    for hook in client.authenticator.initializer_hooks:
+        hook(xs, xs.initializers)
+    client.factory.installBootstraps(xs)
+    client._connected(xs)
+    d = xs.initializers[0].initialize()
+    return stream, d
+
+
+@aio
+async def test_acks_both_ways(tmp_path: Path) -> None:
+    host, driver = await host_with_bob(tmp_path)
+    try:
+        stream = await sm_session(driver)
+        client = driver.clients[-1]
+        handler = host.plugins["XEP-0198"].handlers["bob"]
+        # the server asks: we handled one stanza since <enable/> (the roster result)
+        stream.receive(f"<r xmlns='{SM}'/>")
+        assert stream.sent_xml() == [f"<a xmlns='{SM}' h='1'/>"]
+        stream.receive("<message from='alice@localhost/pc' id='m0'><body>hi</body></message>")
+        stream.receive(f"<r xmlns='{SM}'/>")
+        assert stream.sent_xml() == [f"<a xmlns='{SM}' h='2'/>"]
+        # our stanzas stay queued until acknowledged; one request at a time
+        client.send(stanza("<message to='alice@localhost' id='m1'><body>1</body></message>"))
+        client.send(stanza("<message to='alice@localhost' id='m2'><body>2</body></message>"))
+        assert stream.sent_xml() == [
+            "<message to='alice@localhost' id='m1'><body>1</body></message>",
+            f"<r xmlns='{SM}'/>",
+            "<message to='alice@localhost' id='m2'><body>2</body></message>",
+        ]
+        assert [e["id"] for _, e in handler.unacked] == ["m1", "m2"]
+        stream.receive(f"<a xmlns='{SM}' h='3'/>")  # m1 only: ask again for m2
+        assert [e["id"] for _, e in handler.unacked] == ["m2"]
+        assert stream.sent_xml() == [f"<r xmlns='{SM}'/>"]
+        stream.receive(f"<a xmlns='{SM}' h='4'/>")
+        assert not handler.unacked
+        assert stream.sent_xml() == []
+    finally:
+        await host.stop()
+
+
+@aio
+async def test_resume_after_a_loss(tmp_path: Path) -> None:
+    host, driver = await host_with_bob(tmp_path)
+    try:
+        stream = await sm_session(driver)
+        client = driver.clients[-1]
+        stream.receive("<message from='alice@localhost/pc' id='m0'><body>hi</body></message>")
+        client.send(stanza("<message to='alice@localhost' id='m1'><body>1</body></message>"))
+        client.send(stanza("<message to='alice@localhost' id='m2'><body>2</body></message>"))
+        stream.sent()
+        connected = len(signals(host, "connected"))
+        stream.transport.loseConnection()
+        await turn()
+        # taken over by stream management: no disconnected signal, reconnecting at once
+        assert signals(host, "disconnected") == []
+        assert not host.is_connected("bob")
+        await driver.attempts(2)
+        stream, resuming = await resume_stream(driver)
+        # h: the roster result and alice's message
+        assert stream.sent_xml() == [f"<resume xmlns='{SM}' previd='sm1' h='2'/>"]
+        stream.receive(f"<resumed xmlns='{SM}' previd='sm1' h='3'/>")  # m1 arrived, not m2
+        assert resuming.called
+        assert not any(
+            isinstance(i, jclient.BindInitializer | jclient.SessionInitializer)
+            for i in stream.xs.initializers
+        )
+        client._authd(stream.xs)
+        await until(lambda: host.is_connected("bob"))
+        await turn()
+        # m2 again (same id), then an ack request; no roster request, no presence
+        assert stream.sent_xml() == [
+            "<message to='alice@localhost' id='m2'><body>2</body></message>",
+            f"<r xmlns='{SM}'/>",
+        ]
+        assert len(signals(host, "connected")) == connected
+        assert signals(host, "disconnected") == []
+        assert host.get_client("bob") is client
+        # the counts go on
+        stream.receive(f"<a xmlns='{SM}' h='4'/>")
+        assert not host.plugins["XEP-0198"].handlers["bob"].unacked
+        stream.receive(f"<r xmlns='{SM}'/>")
+        assert stream.sent_xml() == [f"<a xmlns='{SM}' h='2'/>"]
+    finally:
+        await host.stop()
+
+
+@aio
+async def test_failed_resume_falls_back_to_a_fresh_session(tmp_path: Path) -> None:
+    host, driver = await host_with_bob(tmp_path)
+    try:
+        stream = await sm_session(driver)
+        client = driver.clients[-1]
+        client.send(stanza("<message to='alice@localhost' id='m1'><body>1</body></message>"))
+        client.send(stanza("<presence><show>away</show></presence>"))
+        stream.transport.loseConnection()
+        await turn()
+        await driver.attempts(2)
+        stream, resuming = await resume_stream(driver)
+        assert stream.sent_xml() == [f"<resume xmlns='{SM}' previd='sm1' h='1'/>"]
+        errors: list[Failure] = []
+        resuming.addErrback(errors.append)
+        stream.receive(
+            f"<failed xmlns='{SM}'><item-not-found "
+            "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>"
+        )
+        (error,) = errors
+        client.initializationFailed(error)  # as the authenticator does
+        await until(lambda: signals(host, "disconnected") == [("bob",)])
+        # the reconnection plugin takes over: a fresh session 1 s later
+        await driver.advance(1.01)
+        await driver.attempts(3)
+        stream = await driver.login(FEATURES)
+        assert xmls(driver.early)[0] == f"<enable xmlns='{SM}' resume='true'/>"
+        stream.sent()
+        stream.receive(f"<enabled xmlns='{SM}' id='sm2' resume='true'/>")
+        # the message the lost session never got acknowledged, with its id (not the presence)
+        assert stream.sent_xml() == [
+            "<message to='alice@localhost' id='m1'><body>1</body></message>",
+        ]
+        assert len(signals(host, "connected")) == 2
+    finally:
+        await host.stop()
+
+
+@aio
+async def test_without_server_support_nothing_changes(tmp_path: Path) -> None:
+    host, driver = await host_with_bob(tmp_path)
+    try:
+        stream = await driver.connect()
+        assert all("urn:xmpp:sm" not in x for x in xmls(driver.early))
+        stream.transport.loseConnection()
+        await until(lambda: signals(host, "disconnected") == [("bob",)])
+    finally:
+        await host.stop()
