@@ -73,6 +73,7 @@ class SMHandler(XMPPHandler):
         self.plugin = plugin
         self.client = client
         self.enabled = False
+        self.counting_in = False
         self.session_id: str | None = None
         self.resumable = False
         self.resuming = False
@@ -114,8 +115,10 @@ class SMHandler(XMPPHandler):
         enable = domish.Element((NS_SM, "enable"))
         enable["resume"] = "true"
         xs.send(enable)
-        # stanzas are counted from <enable/> on (XEP-0198 §4)
+        # our sent stanzas are counted from <enable/> on, the received ones from <enabled/>
+        # on (XEP-0198 §4)
         self.enabled = True
+        self.counting_in = False
         self.handled_in = 0
         self.sent_out = 0
         self.ack_requested = False
@@ -135,6 +138,8 @@ class SMHandler(XMPPHandler):
         xs.send = send  # type: ignore[method-assign]
 
     def _on_enabled(self, element: domish.Element) -> None:
+        self.counting_in = True
+        self.handled_in = 0
         self.session_id = element.getAttribute("id")
         self.resumable = element.getAttribute("resume") in ("true", "1") and bool(self.session_id)
         log.info(
@@ -151,7 +156,7 @@ class SMHandler(XMPPHandler):
     # --- counting and acks ----------------------------------------------------------------
 
     def _count_in(self, element: domish.Element) -> None:
-        if self.enabled and _is_stanza(element):
+        if self.enabled and self.counting_in and _is_stanza(element):
             self.handled_in = (self.handled_in + 1) % MOD
 
     def _on_r(self, element: domish.Element) -> None:

@@ -71,12 +71,12 @@ async def test_acks_both_ways(tmp_path: Path) -> None:
         stream = await sm_session(driver)
         client = driver.clients[-1]
         handler = host.plugins["XEP-0198"].handlers["bob"]
-        # the server asks: we handled one stanza since <enable/> (the roster result)
+        # the server asks: nothing received since <enabled/> (the roster result came before)
         stream.receive(f"<r xmlns='{SM}'/>")
-        assert stream.sent_xml() == [f"<a xmlns='{SM}' h='1'/>"]
+        assert stream.sent_xml() == [f"<a xmlns='{SM}' h='0'/>"]
         stream.receive("<message from='alice@localhost/pc' id='m0'><body>hi</body></message>")
         stream.receive(f"<r xmlns='{SM}'/>")
-        assert stream.sent_xml() == [f"<a xmlns='{SM}' h='2'/>"]
+        assert stream.sent_xml() == [f"<a xmlns='{SM}' h='1'/>"]
         # our stanzas stay queued until acknowledged; one request at a time
         client.send(stanza("<message to='alice@localhost' id='m1'><body>1</body></message>"))
         client.send(stanza("<message to='alice@localhost' id='m2'><body>2</body></message>"))
@@ -114,8 +114,8 @@ async def test_resume_after_a_loss(tmp_path: Path) -> None:
         assert not host.is_connected("bob")
         await driver.attempts(2)
         stream, resuming = await resume_stream(driver)
-        # h: the roster result and alice's message
-        assert stream.sent_xml() == [f"<resume xmlns='{SM}' previd='sm1' h='2'/>"]
+        # h: alice's message
+        assert stream.sent_xml() == [f"<resume xmlns='{SM}' previd='sm1' h='1'/>"]
         stream.receive(f"<resumed xmlns='{SM}' previd='sm1' h='3'/>")  # m1 arrived, not m2
         assert resuming.called
         assert not any(
@@ -137,7 +137,7 @@ async def test_resume_after_a_loss(tmp_path: Path) -> None:
         stream.receive(f"<a xmlns='{SM}' h='4'/>")
         assert not host.plugins["XEP-0198"].handlers["bob"].unacked
         stream.receive(f"<r xmlns='{SM}'/>")
-        assert stream.sent_xml() == [f"<a xmlns='{SM}' h='2'/>"]
+        assert stream.sent_xml() == [f"<a xmlns='{SM}' h='1'/>"]
     finally:
         await host.stop()
 
@@ -154,7 +154,7 @@ async def test_failed_resume_falls_back_to_a_fresh_session(tmp_path: Path) -> No
         await turn()
         await driver.attempts(2)
         stream, resuming = await resume_stream(driver)
-        assert stream.sent_xml() == [f"<resume xmlns='{SM}' previd='sm1' h='1'/>"]
+        assert stream.sent_xml() == [f"<resume xmlns='{SM}' previd='sm1' h='0'/>"]
         errors: list[Failure] = []
         resuming.addErrback(errors.append)
         stream.receive(
