@@ -10,11 +10,13 @@ When the connection is lost (not asked for), the plugin takes the loss over (tri
 ``client_lost``) and reconnects the *same* client at once with ``<resume previd h/>`` in place
 of resource binding: on ``<resumed h/>``, the stanzas the server did not get are sent again,
 and nothing else happens (no roster fetch, no initial presence, no ``disconnected`` signal;
-the server re-sends what we missed). When resumption fails (``<failed/>``, server restarted,
-unreachable, timeout), the loss goes to the host as usual (``disconnected``, then the
-``RECONNECT`` plugin), and the messages the server never acknowledged are sent again on the
-next session with their original ids (the receiver can deduplicate them by ``id`` and
-``origin-id``).
+the server re-sends what we missed). While the server cannot be reached, resumption is tried
+again (1 s, then doubling up to 15 s) for ``stream_resume_window`` seconds (60, at most the
+server's ``max``; option of ``libervia.conf``). When resumption fails (``<failed/>``, e.g. the
+server restarted, or the window is over), the loss goes to the host as usual
+(``disconnected``, then the ``RECONNECT`` plugin), and the messages the server never
+acknowledged are sent again on the next session with their original ids (the receiver can
+deduplicate them by ``id`` and ``origin-id``).
 
 Stanzas are counted modulo 2**32 as the XEP says.
 """
@@ -31,8 +33,13 @@ from twisted.words.protocols.jabber import xmlstream
 from twisted.words.xish import domish
 from wokkel.subprotocols import XMPPHandler
 
-from libervia.backend.core.aio import background
-from libervia.backend.core.exceptions import ConnectionFailed
+from libervia.backend.core.aio import as_future, background
+from libervia.backend.core.exceptions import (
+    AuthenticationFailed,
+    ConfigError,
+    ConnectionFailed,
+    LiberviaError,
+)
 from libervia.backend.core.log import get_logger
 
 log = get_logger(__name__)
@@ -50,6 +57,11 @@ PLUGIN_INFO = {
 
 NS_SM = "urn:xmpp:sm:3"
 STANZAS = ("message", "presence", "iq")
+#: how long resumption is tried after a loss (at most the server's 'max'), then a fresh session
+RESUME_WINDOW = 60.0
+#: delays between resumption attempts: 1 s, doubling, at most 15 s
+RETRY_FIRST = 1.0
+RETRY_MAX = 15.0
 MOD = 2**32
 
 
@@ -83,6 +95,8 @@ class SMHandler(XMPPHandler):
         self.ack_requested = False
         self.resumed_count = 0
         self.resume_h: int | None = None
+        self.server_max: float | None = None  # how long the server keeps a lost session
+        self.retry: tuple[Any, defer.Deferred[None]] | None = None
         client.authenticator.initializer_hooks.append(self._initializers)
 
     # --- stream setup ---------------------------------------------------------------------
@@ -103,6 +117,7 @@ class SMHandler(XMPPHandler):
         xs.addObserver(f'/a[@xmlns="{NS_SM}"]', self._on_a)
         if self.resuming and self.resume_h is not None:
             h, self.resume_h = self.resume_h, None
+            self.resuming = False
             self.resumed(h)  # the counts go on
             return
         self.enabled = False
@@ -141,6 +156,10 @@ class SMHandler(XMPPHandler):
         self.counting_in = True
         self.handled_in = 0
         self.session_id = element.getAttribute("id")
+        try:
+            self.server_max = float(element.getAttribute("max", "")) or None
+        except ValueError:
+            self.server_max = None
         self.resumable = element.getAttribute("resume") in ("true", "1") and bool(self.session_id)
         log.info(
             "%s: stream management enabled%s",
@@ -248,6 +267,10 @@ class XEP_0198:  # noqa: N801 - plugin classes are named after their XEP
     def __init__(self, host: Any) -> None:
         self.host = host
         self.enabled = host.config.get_bool("stream_management", True)
+        try:
+            self.window = float(host.config.get("stream_resume_window") or RESUME_WINDOW)
+        except ValueError:
+            raise ConfigError("option stream_resume_window must be a number of seconds") from None
         self.handlers: dict[str, SMHandler] = {}
         # messages a lost session never got acknowledged, resent on the next session
         self.leftovers: dict[str, list[domish.Element]] = {}
@@ -275,6 +298,12 @@ class XEP_0198:  # noqa: N801 - plugin classes are named after their XEP
         handler = self.handlers.get(client.profile)
         if handler is None or handler.client is not client:
             return
+        if handler.retry is not None:
+            # disconnected (by the user, or stopping) between two resumption attempts: wake up
+            timer, wakeup = handler.retry
+            if timer.active():
+                timer.cancel()
+                wakeup.callback(None)
         del self.handlers[client.profile]
         if client.close_requested:
             return
@@ -299,13 +328,49 @@ class XEP_0198:  # noqa: N801 - plugin classes are named after their XEP
 
     async def _resume(self, client: Any, handler: SMHandler, reason: Failure) -> None:
         log.info("%s: connection lost (%s): resuming", client.profile, reason.getErrorMessage())
+        clock = client.reactor
+        window = min(self.window, handler.server_max or self.window)
+        deadline = clock.seconds() + window
+        attempt = 0
+        while True:
+            try:
+                await client.connect()
+            except Exception as e:
+                if client.close_requested or self.host.is_stopping:
+                    self._give_up(client, handler, reason, None)
+                    return
+                delay = min(RETRY_MAX, RETRY_FIRST * 2**attempt)
+                retry = isinstance(e, LiberviaError) and not isinstance(
+                    e, ResumeFailed | AuthenticationFailed
+                )
+                if not retry or clock.seconds() + delay > deadline:
+                    self._give_up(client, handler, reason, e)
+                    return
+                log.info(
+                    "%s: resumption attempt failed (%s): next one in %g s", client.profile, e, delay
+                )
+                await self._sleep(handler, delay)
+                attempt += 1
+                if client.close_requested or self.host.is_stopping:
+                    self._give_up(client, handler, reason, None)
+                    return
+                continue
+            return  # resumed (connectionInitialized ended the resumption)
+
+    async def _sleep(self, handler: SMHandler, delay: float) -> None:
+        wakeup: defer.Deferred[None] = defer.Deferred()
+        handler.retry = (handler.client.reactor.callLater(delay, wakeup.callback, None), wakeup)
         try:
-            await client.connect()
-        except Exception as e:
-            handler.resuming = False
-            handler.resumable = False
-            handler.enabled = False
-            log.info("%s: stream resumption failed: %s", client.profile, e)
-            self.host.client_lost(client, reason)
-            return
+            await as_future(wakeup)
+        finally:
+            handler.retry = None
+
+    def _give_up(
+        self, client: Any, handler: SMHandler, reason: Failure, error: BaseException | None
+    ) -> None:
         handler.resuming = False
+        handler.resumable = False
+        handler.enabled = False
+        if error is not None:
+            log.info("%s: stream resumption failed: %s", client.profile, error)
+        self.host.client_lost(client, reason)

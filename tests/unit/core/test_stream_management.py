@@ -190,3 +190,63 @@ async def test_without_server_support_nothing_changes(tmp_path: Path) -> None:
         await until(lambda: signals(host, "disconnected") == [("bob",)])
     finally:
         await host.stop()
+
+
+@aio
+async def test_resumption_retried_while_the_server_is_unreachable(tmp_path: Path) -> None:
+    host, driver = await host_with_bob(tmp_path, stream_resume_window="5")
+    try:
+        stream = await sm_session(driver)
+        client = driver.clients[-1]
+        stream.transport.loseConnection()
+        await driver.attempts(2)
+        driver.refuse()  # unreachable: again 1 s later, still no disconnected signal
+        await turn()
+        await driver.advance(0.99)
+        assert len(driver.reactor.connections) == 2
+        await driver.advance(0.02)
+        await driver.attempts(3)
+        stream, resuming = await resume_stream(driver)
+        stream.receive(f"<resumed xmlns='{SM}' previd='sm1' h='0'/>")
+        client._authd(stream.xs)
+        await until(lambda: host.is_connected("bob"))
+        assert signals(host, "disconnected") == []
+
+        # unreachable for longer than the window (1 + 2 s, then 4 s would pass 5 s): a fresh
+        # session through the reconnection plugin
+        stream.transport.loseConnection()
+        await driver.attempts(4)
+        driver.refuse()
+        await turn()
+        await driver.advance(1.01)
+        await driver.attempts(5)
+        driver.refuse()
+        await turn()
+        await driver.advance(2.01)
+        await driver.attempts(6)
+        driver.refuse()
+        await until(lambda: signals(host, "disconnected") == [("bob",)])
+        await driver.advance(1.01)
+        await driver.attempts(7)
+        await driver.login(FEATURES)
+        assert len(driver.clients) == 2
+    finally:
+        await host.stop()
+
+
+@aio
+async def test_user_disconnect_between_resumption_attempts(tmp_path: Path) -> None:
+    host, driver = await host_with_bob(tmp_path)
+    try:
+        stream = await sm_session(driver)
+        stream.transport.loseConnection()
+        await driver.attempts(2)
+        driver.refuse()
+        await turn()
+        await host.disconnect("bob")
+        assert signals(host, "disconnected") == [("bob",)]
+        await driver.advance(1000)
+        assert len(driver.reactor.connections) == 2
+        assert driver.reactor.getDelayedCalls() == []
+    finally:
+        await host.stop()
