@@ -21,7 +21,7 @@ from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
 
 from libervia.backend.core.aio import background
-from libervia.backend.core.exceptions import LiberviaError
+from libervia.backend.core.exceptions import LiberviaError, NotConnected
 from libervia.backend.core.log import get_logger
 from libervia.backend.core.xmpp import make_iq
 
@@ -66,6 +66,8 @@ class XEP_0280:  # noqa: N801 - plugin classes are named after their XEP
                 log.info("%s: the server does not support carbons", client.profile)
                 return
             await self.enable(client)
+        except NotConnected as e:
+            log.info("%s: carbons not enabled: %s", client.profile, e)
         except LiberviaError as e:
             log.warning("%s: carbons not enabled: %s", client.profile, e)
 

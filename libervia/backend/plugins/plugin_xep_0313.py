@@ -38,7 +38,7 @@ from twisted.words.xish import domish
 from wokkel.subprotocols import XMPPHandler
 
 from libervia.backend.core.aio import background
-from libervia.backend.core.exceptions import InvalidInput, LiberviaError, XMPPError
+from libervia.backend.core.exceptions import InvalidInput, LiberviaError, NotConnected, XMPPError
 from libervia.backend.core.log import get_logger
 from libervia.backend.core.messages import signal_args
 from libervia.backend.core.xmpp import make_iq, parse_jid_arg
@@ -116,9 +116,9 @@ class XEP_0313:  # noqa: N801 - plugin classes are named after their XEP
                 ("profile_key", "s"),
             ],
             returns="(a(sdssa{ss}a{ss}ss)a{ss})",
-            doc="Query a message archive (XEP-0313); the messages are not stored.",
-            returns_doc="messages as history_get gives them (the archive id is the extra's "
-            "stanza_id) and the page: first, last (archive ids), count, complete",
+            doc="Query a message archive (XEP-0313); the messages are not stored. Returns the "
+            "messages as history_get gives them (the archive id is the extra's stanza_id) and "
+            "the page: first, last (archive ids), count, complete.",
         )
 
     def get_handler(self, client: Any) -> Any:
@@ -134,6 +134,9 @@ class XEP_0313:  # noqa: N801 - plugin classes are named after their XEP
                 log.info("%s: no message archive on the server", client.profile)
                 return 0
             count = await self.catch_up(client)
+        except NotConnected as e:
+            log.info("%s: archive catch-up interrupted: %s", client.profile, e)
+            return 0
         except LiberviaError as e:
             log.warning("%s: archive catch-up failed: %s", client.profile, e)
             return 0
