@@ -174,7 +174,7 @@ class MessageMam(Command):
     examples = (
         ("li message mam", "the last 20 messages of your archive"),
         ("li message mam --with bob@example.org -n 50", "the last 50 exchanged with bob"),
-        ("li message mam --before ID", "the page before the message with archive id ID"),
+        ("li message mam --before=ID", "the page before the message with archive id ID"),
         ("li message mam room@muc.example.org --start 2026-11-01", "a room's archive"),
     )
     need_connect = True
@@ -224,8 +224,10 @@ class MessageMam(Command):
                 return
             cli.out.messages(messages)
             if page.get("first") and page.get("complete") != "true":
+                # as options: an archive id may start with "-"
                 cli.out.info(
-                    f"archive ids: first {page['first']}, last {page.get('last', '')}", "dim"
+                    f"archive ids: --before={page['first']} --after={page.get('last', '')}",
+                    "dim",
                 )
 
         cli.out.show(data, render)

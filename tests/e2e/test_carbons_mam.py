@@ -227,3 +227,46 @@ async def test_archive_catch_up_after_reconnection(daemon: Daemon, prosody: Pros
         for raw in raws:
             raw.close()
         await bridge.close()
+
+
+def test_li_message_mam(daemon: Daemon, prosody: Prosody) -> None:
+    import json
+
+    from libervia.cli import constants as C
+    from tests.e2e.test_cli import eventually, li
+
+    bus = daemon.bus_address
+    eventually(lambda: li(bus, "info", "version", check=None).returncode == C.EXIT_OK, 30)
+    tag = uuid.uuid4().hex[:6]
+    alice, bob = f"alice{tag}", f"bob{tag}"
+    jids = {}
+    for name in (alice, bob):
+        jids[name] = prosody.adduser(name, "xmpp-pass")
+        li(
+            bus,
+            "profile", "create", name,
+            "-j", jids[name],
+            "-x", "xmpp-pass",
+            "--server", "127.0.0.1",
+            "--port", str(prosody.c2s_port),
+            "--no-check-certificate",
+            "-C",
+        )  # fmt: skip
+    for text in ("one", "two", "three"):
+        li(bus, "message", "send", "-p", alice, jids[bob], text)
+
+    def page(*args: str) -> dict[str, Any]:
+        out = li(bus, "message", "mam", "-p", bob, "--with", jids[alice], *args, "-O", "json")
+        return json.loads(out.stdout)  # type: ignore[no-any-return]
+
+    last = eventually(lambda: (p := page("-n", "2")) and len(p["messages"]) == 2 and p)
+    assert [m["message"][""] for m in last["messages"]] == ["two", "three"]
+    assert last["messages"][0]["from"].startswith(jids[alice] + "/")
+    assert last["messages"][0]["extra"]["stanza_id"] == last["page"]["first"]
+    # archive ids may start with "-": --before=ID
+    before = page("-n", "2", f"--before={last['page']['first']}")
+    assert [m["message"][""] for m in before["messages"]] == ["one"]
+    assert before["page"]["complete"] == "true"
+    text = li(bus, "message", "mam", "-p", bob, "--with", jids[alice], "-n", "1").stdout
+    assert f"{jids[alice]}/" in text and f"> {jids[bob]}" in text and ": three" in text, text
+    assert "archive ids: --before=" in text, text
