@@ -219,7 +219,8 @@ class LiberviaBackend:
     async def connect(
         self, profile_key: str, password: str = "", options: Mapping[str, str] | None = None
     ) -> bool:
-        """Connect a profile; True when it was already connected.
+        """Connect a profile; True when it was already connected (or its lost session is
+        being resumed).
 
         ``password`` is the *profile* password, needed when the profile is protected and its
         session is not started yet.
@@ -230,6 +231,11 @@ class LiberviaBackend:
         """
         name = await self.profiles.get_name(profile_key)
         if self.is_connected(name):
+            return True
+        lost = self.clients.get(name)
+        if lost is not None and not lost.close_requested:
+            # its stream was lost and a plugin is re-establishing the session (XEP-0198
+            # resumption) or the loss is being reported: it comes back, or is reconnected
             return True
         pending = self._connecting.get(name)
         if pending is not None:

@@ -113,6 +113,9 @@ async def test_resume_after_a_loss(tmp_path: Path) -> None:
         assert signals(host, "disconnected") == []
         assert not host.is_connected("bob")
         await driver.attempts(2)
+        # connecting meanwhile makes no second session: the session is being resumed
+        assert await host.connect("bob") is True
+        assert len(driver.clients) == 1 and len(driver.reactor.connections) == 2
         stream, resuming = await resume_stream(driver)
         # h: alice's message
         assert stream.sent_xml() == [f"<resume xmlns='{SM}' previd='sm1' h='1'/>"]
