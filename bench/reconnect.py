@@ -15,6 +15,11 @@ the backoff reset (closer restarts see the growing delays of the backoff, as the
 The floor of a reconnection is the ``--delay`` minus the jitter; what is above is connect +
 TLS + SASL + roster + plugins.
 
+Then (as root, with ``ss``) the client connections are killed ``--kills`` times (``ss -K``,
+a reset both ways, the server keeps the sessions): the time until every profile is connected again
+(``is_connected`` polled every 5 ms), with the number of sessions resumed (XEP-0198: back
+without a ``disconnected`` signal) and of fresh sessions (``disconnected`` signals).
+
 Exit code 0 when every profile came back every time, 1 otherwise.
 """
 
@@ -23,8 +28,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -37,6 +44,40 @@ sys.path.insert(0, str(ROOT))
 from tests.dbus import DBusDaemon  # noqa: E402
 from tests.e2e.daemon import Daemon, make_account  # noqa: E402
 from tests.e2e.prosody import Prosody  # noqa: E402
+
+
+async def kill_sockets(
+    daemon: Daemon,
+    prosody: Prosody,
+    bridge: Any,
+    profiles: list[str],
+    args: argparse.Namespace,
+    disconnected: list[str],
+) -> dict[str, Any]:
+    """Kill every client connection (``ss -K``): time until every profile is connected again,
+    and how many sessions were resumed (the others got a fresh session)."""
+    lost_before = len(disconnected)
+    killed = time.monotonic()
+    subprocess.run(
+        ["ss", "-K", "dst", "127.0.0.1", "dport", "=", f":{prosody.c2s_port}"],
+        capture_output=True,
+        check=True,
+    )
+    deadline = killed + args.timeout
+    await asyncio.sleep(0.01)  # the daemon sees the resets
+    while time.monotonic() < deadline:
+        states = await asyncio.gather(*(bridge.is_connected(p) for p in profiles))
+        if all(states):
+            break
+        await asyncio.sleep(0.005)
+    elapsed = time.monotonic() - killed
+    return {
+        "all_back_s": elapsed,
+        # a profile back without a disconnected signal was resumed
+        "resumed": len(profiles) - len(set(disconnected[lost_before:])),
+        "fresh_sessions": len(disconnected) - lost_before,
+        "back": sum(await asyncio.gather(*(bridge.is_connected(p) for p in profiles))),
+    }
 
 
 async def bench(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
@@ -60,6 +101,8 @@ async def bench(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
             changed.set()
 
         bridge.on_signal("connected", on_connected)
+        disconnected: list[str] = []
+        bridge.on_signal("disconnected", disconnected.append)
         profiles = [f"p{i}" for i in range(args.profiles)]
         for profile in profiles:
             await make_account(bridge, prosody, profile, profile)
@@ -88,12 +131,21 @@ async def bench(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
                 }
             )
             await asyncio.sleep(args.stable + 0.5)  # stable again: the backoff starts over
+        kills = []
+        if args.kills and shutil.which("ss") and os.geteuid() == 0:
+            for _ in range(args.kills):
+                kills.append(
+                    await kill_sockets(daemon, prosody, bridge, profiles, args, disconnected)
+                )
+                await asyncio.sleep(0.5)
         await bridge.close()
         return {
             "profiles": args.profiles,
             "delay_s": args.delay,
             "runs": runs,
-            "ok": all(r["back"] == args.profiles for r in runs),
+            "kills": kills,
+            "ok": all(r["back"] == args.profiles for r in runs)
+            and all(k["back"] == args.profiles for k in kills),
         }
     finally:
         try:
@@ -116,6 +168,13 @@ def main() -> int:
         default=1.0,
         help="the daemon's reconnect_stable (1 s; waited between restarts so that each one "
         "starts from the first delay; the daemon's default is 120 s)",
+    )
+    parser.add_argument(
+        "--kills",
+        type=int,
+        default=3,
+        help="then kill the TCP connections (ss -K, root) this many times and time the "
+        "XEP-0198 resumptions (3; 0: no)",
     )
     parser.add_argument("--timeout", type=float, default=60, help="give up after (60 s)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
@@ -140,6 +199,11 @@ def main() -> int:
             print(
                 f"{n:7d}  {run['downtime_s']:8.3f}  {run['back']:4d}  {fmt(run['min_s']):>6}"
                 f"  {fmt(run['median_s']):>6}  {fmt(run['all_back_s']):>8}"
+            )
+        for n, kill in enumerate(figures["kills"], 1):
+            print(
+                f"sockets killed ({n}): all {kill['back']} back within {kill['all_back_s']:.3f} s"
+                f" ({kill['resumed']} resumed, {kill['fresh_sessions']} fresh sessions)"
             )
     return 0 if figures["ok"] else 1
 

@@ -6,7 +6,8 @@ server's ``<r/>`` is answered with ``<a h='received'/>``, and after each stanza 
 ``<r/>`` is asked (at most one outstanding), so that every outgoing stanza stays in a queue
 until the server acknowledged it.
 
-When the connection is lost (not asked for), the plugin takes the loss over (trigger
+When the connection is lost (not asked for, and not closed by the server: a clean close or a
+stream error ends the session), the plugin takes the loss over (trigger
 ``client_lost``) and reconnects the *same* client at once with ``<resume previd h/>`` in place
 of resource binding: on ``<resumed h/>``, the stanzas the server did not get are sent again,
 and nothing else happens (no roster fetch, no initial presence, no ``disconnected`` signal;
@@ -26,7 +27,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from twisted.internet import defer
+from twisted.internet import defer, error
 from twisted.python.failure import Failure
 from twisted.words.protocols.jabber import client as jclient
 from twisted.words.protocols.jabber import xmlstream
@@ -115,6 +116,7 @@ class SMHandler(XMPPHandler):
         xs.addObserver("/*", self._count_in, priority=1000)
         xs.addObserver(f'/r[@xmlns="{NS_SM}"]', self._on_r)
         xs.addObserver(f'/a[@xmlns="{NS_SM}"]', self._on_a)
+        xs.addObserver(xmlstream.STREAM_ERROR_EVENT, self._on_stream_error)
         if self.resuming and self.resume_h is not None:
             h, self.resume_h = self.resume_h, None
             self.resuming = False
@@ -167,6 +169,17 @@ class SMHandler(XMPPHandler):
             " (resumable)" if self.resumable else "",
         )
         self.plugin.resend_leftovers(self)
+
+    def _on_stream_error(self, reason: Failure) -> None:
+        # the server ended the stream on purpose (e.g. system-shutdown, conflict): its session
+        # is gone, do not try to resume it
+        if self.resumable:
+            log.info(
+                "%s: stream error (%s): the session will not be resumed",
+                self.client.profile,
+                getattr(reason.value, "condition", reason.getErrorMessage()),
+            )
+        self.resumable = False
 
     def _on_enable_failed(self, element: domish.Element) -> None:
         log.warning("%s: the server refused stream management", self.client.profile)
@@ -321,6 +334,11 @@ class XEP_0198:  # noqa: N801 - plugin classes are named after their XEP
             or client.close_requested
             or self.host.is_stopping
         ):
+            return None
+        if reason.check(error.ConnectionDone):
+            # the server closed the stream on purpose (e.g. shutting down): its session ended
+            log.info("%s: the server closed the stream: the session is not resumed", client.profile)
+            handler.resumable = False
             return None
         handler.resuming = True
         background(self._resume(client, handler, reason), f"resume {client.profile}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from twisted.internet import error
 from twisted.python.failure import Failure
 from twisted.words.protocols.jabber import client as jclient
 
@@ -16,6 +17,12 @@ from tests.unit.core.test_reconnect import Driver, host_with_bob, signals, turn,
 
 SM = "urn:xmpp:sm:3"
 FEATURES = ((SM, "sm"),)
+
+
+def drop(stream: FakeStream) -> None:
+    """The connection breaks (not a clean close: a network failure, a reset)."""
+    stream.transport.disconnecting = True
+    stream.xs.connectionLost(Failure(error.ConnectionLost()))
 
 
 def stanza(text: str):
@@ -107,7 +114,7 @@ async def test_resume_after_a_loss(tmp_path: Path) -> None:
         client.send(stanza("<message to='alice@localhost' id='m2'><body>2</body></message>"))
         stream.sent()
         connected = len(signals(host, "connected"))
-        stream.transport.loseConnection()
+        drop(stream)
         await turn()
         # taken over by stream management: no disconnected signal, reconnecting at once
         assert signals(host, "disconnected") == []
@@ -153,7 +160,7 @@ async def test_failed_resume_falls_back_to_a_fresh_session(tmp_path: Path) -> No
         client = driver.clients[-1]
         client.send(stanza("<message to='alice@localhost' id='m1'><body>1</body></message>"))
         client.send(stanza("<presence><show>away</show></presence>"))
-        stream.transport.loseConnection()
+        drop(stream)
         await turn()
         await driver.attempts(2)
         stream, resuming = await resume_stream(driver)
@@ -201,7 +208,7 @@ async def test_resumption_retried_while_the_server_is_unreachable(tmp_path: Path
     try:
         stream = await sm_session(driver)
         client = driver.clients[-1]
-        stream.transport.loseConnection()
+        drop(stream)
         await driver.attempts(2)
         driver.refuse()  # unreachable: again 1 s later, still no disconnected signal
         await turn()
@@ -217,7 +224,7 @@ async def test_resumption_retried_while_the_server_is_unreachable(tmp_path: Path
 
         # unreachable for longer than the window (1 + 2 s, then 4 s would pass 5 s): a fresh
         # session through the reconnection plugin
-        stream.transport.loseConnection()
+        drop(stream)
         await driver.attempts(4)
         driver.refuse()
         await turn()
@@ -242,7 +249,7 @@ async def test_user_disconnect_between_resumption_attempts(tmp_path: Path) -> No
     host, driver = await host_with_bob(tmp_path)
     try:
         stream = await sm_session(driver)
-        stream.transport.loseConnection()
+        drop(stream)
         await driver.attempts(2)
         driver.refuse()
         await turn()
@@ -251,5 +258,36 @@ async def test_user_disconnect_between_resumption_attempts(tmp_path: Path) -> No
         await driver.advance(1000)
         assert len(driver.reactor.connections) == 2
         assert driver.reactor.getDelayedCalls() == []
+    finally:
+        await host.stop()
+
+
+@aio
+async def test_no_resumption_after_a_stream_error(tmp_path: Path) -> None:
+    """The server shuts down (stream error): no resumption attempt, the reconnection plugin
+    takes over at once."""
+    host, driver = await host_with_bob(tmp_path)
+    try:
+        stream = await sm_session(driver)
+        stream.receive(
+            "<stream:error><system-shutdown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"
+            "</stream:error>"
+        )
+        await until(lambda: signals(host, "disconnected") == [("bob",)])
+        assert len(driver.reactor.connections) == 1
+        await driver.advance(1.01)
+        await driver.attempts(2)
+    finally:
+        await host.stop()
+
+
+@aio
+async def test_no_resumption_after_a_clean_close(tmp_path: Path) -> None:
+    host, driver = await host_with_bob(tmp_path)
+    try:
+        stream = await sm_session(driver)
+        stream.transport.loseConnection()  # the server closed the connection cleanly
+        await until(lambda: signals(host, "disconnected") == [("bob",)])
+        assert len(driver.reactor.connections) == 1
     finally:
         await host.stop()
