@@ -270,3 +270,51 @@ def test_li_message_mam(daemon: Daemon, prosody: Prosody) -> None:
     text = li(bus, "message", "mam", "-p", bob, "--with", jids[alice], "-n", "1").stdout
     assert f"{jids[alice]}/" in text and f"> {jids[bob]}" in text and ": three" in text, text
     assert "archive ids: --before=" in text, text
+
+
+@aio
+async def test_catch_up_after_daemon_restart(
+    prosody: Prosody, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """bob's daemon is stopped; what was sent meanwhile is in his history once after restart,
+    and what he had before is not duplicated."""
+    with DBusDaemon() as own_bus:
+        await _restart(own_bus, prosody, tmp_path_factory.mktemp("restart"))
+
+
+async def _restart(bus: DBusDaemon, prosody: Prosody, directory: Any) -> None:
+    process = Daemon(directory, bus.address)
+    process.start()
+    raws: list[RawClient] = []
+    try:
+        bridge = await process.bridge()
+        alice, bob = unique("alice"), unique("bob")
+        alice_jid = prosody.adduser(alice, "xmpp-pass")
+        bob_jid = await make_account(bridge, prosody, bob, bob)
+        await bridge.connect(bob, "", {})
+        alice_raw = await RawClient.login(prosody, alice_jid, "xmpp-pass", "pc")
+        raws.append(alice_raw)
+        alice_raw.message(bob_jid, "before the restart")
+        rows = await wait_history(bridge, bob, "before the restart")
+        assert [r[2] for r in rows] == ["before the restart"]
+        await bridge.close()
+        assert process.stop() == 0, process.logs()
+
+        alice_raw.message(bob_jid, "while the daemon was stopped")
+        await asyncio.sleep(0.3)
+
+        process.start()
+        bridge = await process.bridge()
+        await bridge.connect(bob, "", {})
+        await wait_history(bridge, bob, "while the daemon was stopped")
+        await asyncio.sleep(0.5)
+        # sorted: the archive's times have a one-second resolution on Prosody
+        assert sorted(r[2] for r in await history(bridge, bob)) == [
+            "before the restart",
+            "while the daemon was stopped",
+        ]
+        await bridge.close()
+    finally:
+        for raw in raws:
+            raw.close()
+        assert process.stop() in (0, None), process.logs()

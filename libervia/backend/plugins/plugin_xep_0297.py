@@ -60,4 +60,6 @@ class XEP_0297:  # noqa: N801 - plugin classes are named after their XEP
             return None
         if delay.stamp is None:
             return None
-        return float(calendar.timegm(delay.stamp.utctimetuple()))
+        stamp = delay.stamp
+        # fractions of a second kept (when the server gives them)
+        return calendar.timegm(stamp.utctimetuple()) + stamp.microsecond / 1e6

@@ -142,7 +142,7 @@ async def test_catch_up_pages_until_complete_and_ignores_spoofed(tmp_path: Path,
             )
         )
         stream.receive(
-            result("q2", "A3", chat("bob@localhost/x", ALICE, "last"), "2023-11-14T10:02:00Z")
+            result("q2", "A3", chat("bob@localhost/x", ALICE, "last"), "2023-11-14T10:02:00.5Z")
         )
         stream.receive(fin(iq_id, "A2", "A3", complete=True))
         assert await client.extra["XEP-0313_catch_up"] == 3
@@ -162,7 +162,7 @@ async def test_catch_up_pages_until_complete_and_ignores_spoofed(tmp_path: Path,
                 "o-2",
                 1699956060.0,
             ),
-            ("bob@localhost/x", ALICE, {"": "last"}, "A3", None, 1699956120.0),
+            ("bob@localhost/x", ALICE, {"": "last"}, "A3", None, 1699956120.5),
         ]
         assert all(m.received_timestamp == NOW for m in history)
         assert [s[4] for s in signals(host, "message_new")] == [
