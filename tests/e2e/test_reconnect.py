@@ -99,6 +99,10 @@ async def test_server_restart_and_freeze(daemon: Daemon, server: Prosody) -> Non
         # session once the server answers again (or, failing that, a fresh session)
         server.pause()
         frozen = time.monotonic()
+        # a message sent meanwhile reaches bob once (Prosody reads it from its socket when it
+        # wakes up and acknowledges it on resumption; unacknowledged, it would be sent again)
+        stalled = unique("sent while frozen ")
+        await bridge.message_send(bob_jid, {"": stalled}, {}, "chat", "", alice)
         try:
             for profile in (alice, bob):
                 await until_async(lambda p=profile: not_connected(bridge, p), 10)
@@ -108,8 +112,11 @@ async def test_server_restart_and_freeze(daemon: Daemon, server: Prosody) -> Non
             server.resume()
         for profile in (alice, bob):
             await until_async(lambda p=profile: bridge.is_connected(p), 40)
+        await recorder.wait("message_new", lambda a: a[8] == bob and a[4] == {"": stalled}, 20)
         alice_jid = await bridge.param_get_a_async("JabberID", "Connection", "value", -1, alice)
         await chat(bridge, recorder, bob, alice_jid, alice)
+        history = await bridge.history_get(alice_jid, "", -1, True, {}, bob)
+        assert [h[4] for h in history].count({"": stalled}) == 1
         print(f"reconnected {back:.2f} s after the restart; freeze detected in {detected:.2f} s")
 
         # a profile the user disconnects stays disconnected
