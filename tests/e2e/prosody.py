@@ -45,7 +45,9 @@ class ProsodyUnavailable(RuntimeError):
 class Prosody:
     """A Prosody server in a temporary directory; :meth:`stop` removes everything."""
 
-    def __init__(self) -> None:
+    def __init__(self, extra_config: str = "") -> None:
+        """``extra_config``: more global Prosody options (Lua), e.g.
+        ``smacks_hibernation_time = 2``."""
         for tool in ("prosody", "prosodyctl", "openssl"):
             if shutil.which(tool) is None:
                 raise ProsodyUnavailable(
@@ -57,6 +59,7 @@ class Prosody:
         self.config = self.dir / "prosody.cfg.lua"
         self.cert = self.dir / "certs" / f"{DOMAIN}.crt"
         self.process: subprocess.Popen[bytes] | None = None
+        self.extra_config = extra_config
 
     def _write_config(self) -> None:
         (self.dir / "data").mkdir()
@@ -109,6 +112,7 @@ allow_registration = false
 certificates = "{self.dir}/certs"
 ssl = {{ key = "{key}", certificate = "{self.cert}" }}
 archive_expires_after = "never"
+{self.extra_config}
 VirtualHost "{DOMAIN}"
 """
         )

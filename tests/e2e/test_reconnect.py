@@ -4,13 +4,19 @@ so that other tests' server is untouched) and the real daemon.
 - Prosody restarted under two connected profiles: both reconnect without user action
   (``disconnected`` then ``connected``), then a message goes through;
 - Prosody frozen (SIGSTOP): the keepalive ping times out, the connection is dropped, and the
-  profiles come back after SIGCONT.
+  profiles come back after SIGCONT;
+- TCP connections killed (``ss -K``): the sessions are resumed (XEP-0198);
+- through a TCP proxy that swallows what alice sends then cuts the connection: the message
+  the server never got is sent again on resumption, or, when the session expired meanwhile,
+  on the fresh session with its original id; bob gets it once either way.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -33,7 +39,8 @@ OPTIONS = "reconnect_delay = 0.2\nkeepalive_interval = 1\nkeepalive_timeout = 1\
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[Prosody]:
-    prosody = Prosody()
+    # a lost session is kept 3 s (the default is minutes): the fallback test outlasts it
+    prosody = Prosody("smacks_hibernation_time = 3")
     try:
         prosody.start()
         yield prosody
@@ -181,4 +188,115 @@ async def test_stream_resumed_after_a_dropped_socket(daemon: Daemon, server: Pro
         await chat(bridge, recorder, bob, alice_jid, alice)
         await chat(bridge, recorder, alice, bob_jid, bob)
     finally:
+        await bridge.close()
+
+
+class Proxy:
+    """A TCP proxy to Prosody that can swallow what clients send, cut every connection
+    abruptly (reset both ways), and refuse new ones."""
+
+    def __init__(self, port: int) -> None:
+        self.target = port
+        self.port = 0
+        self.refuse = False
+        self.links: list[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = []
+        self.swallowing: set[int] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.refuse:
+            writer.transport.abort()
+            return
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
+        link = (writer, up_writer)
+        self.links.append(link)
+        for task in (
+            self._pipe(reader, up_writer, id(link)),
+            self._pipe(up_reader, writer, None),
+        ):
+            running = asyncio.ensure_future(task)
+            self.tasks.add(running)
+            running.add_done_callback(self.tasks.discard)
+
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, link: int | None
+    ) -> None:
+        try:
+            while data := await reader.read(65536):
+                if link is not None and link in self.swallowing:
+                    continue
+                writer.write(data)
+        except (ConnectionError, OSError):
+            pass
+        writer.transport.abort()
+
+    def swallow(self) -> None:
+        """From now on, what the current connections send is lost."""
+        self.swallowing = {id(link) for link in self.links}
+
+    def cut(self) -> None:
+        for client, server in self.links:
+            client.transport.abort()
+            server.transport.abort()
+        self.links.clear()
+
+    async def close(self) -> None:
+        self.cut()
+        self.server.close()
+        for task in list(self.tasks):
+            task.cancel()
+
+
+@aio
+async def test_unacknowledged_message_sent_again(daemon: Daemon, server: Prosody) -> None:
+    bridge = await daemon.bridge()
+    proxy = Proxy(server.c2s_port)
+    await proxy.start()
+    try:
+        recorder = Recorder(bridge, ["connected", "disconnected", "message_new"])
+        alice, bob = unique("alice"), unique("bob")
+        alice_jid = await make_account(bridge, server, alice, alice, port=proxy.port)
+        bob_jid = await make_account(bridge, server, bob, bob)
+        await bridge.connect(alice, "", {})
+        await bridge.connect(bob, "", {})
+        await chat(bridge, recorder, alice, bob_jid, bob)
+        await asyncio.sleep(0.3)  # acks settled
+
+        async def lost_message(text: str) -> None:
+            proxy.swallow()
+            await bridge.message_send(bob_jid, {"": text}, {}, "chat", "", alice)
+            await asyncio.sleep(0.2)
+            proxy.cut()
+
+        # resumed: the server says it never got the message, it is sent again
+        first = unique("swallowed ")
+        await lost_message(first)
+        await recorder.wait("message_new", lambda a: a[8] == bob and a[4] == {"": first}, 20)
+        await until(lambda: re.search(rf"{alice}: stream resumed \([1-9]", daemon.logs()))
+        assert not [e for e in recorder.events if e[0] == "disconnected"]
+
+        # the server is unreachable longer than it keeps the session (3 s): resumption fails,
+        # a fresh session sends the message again with its original id
+        second = unique("swallowed again ")
+        proxy.refuse = True
+        await lost_message(second)
+        await asyncio.sleep(3.5)
+        proxy.refuse = False
+        await recorder.wait("disconnected", lambda a: a == (alice,), 20)
+        await recorder.wait("message_new", lambda a: a[8] == bob and a[4] == {"": second}, 20)
+        assert f"{alice}: sending again 1 message(s)" in daemon.logs()
+        sent = [e[1] for e in recorder.events if e[0] == "message_new" and e[1][8] == alice]
+        (original,) = [a for a in sent if a[4] == {"": second}]
+        received = [e[1] for e in recorder.events if e[0] == "message_new" and e[1][8] == bob]
+        (copy,) = [a for a in received if a[4] == {"": second}]
+        assert json.loads(copy[7])["origin_id"] == original[0]
+        history = await bridge.history_get(alice_jid, "", -1, True, {}, bob)
+        texts = [h[4].get("") for h in history]
+        assert texts.count(first) == 1 and texts.count(second) == 1
+    finally:
+        await proxy.close()
         await bridge.close()
