@@ -8,7 +8,10 @@ archive (RSM ``<after>`` with that id: plain ``urn:xmpp:mam:2``, no extended fea
 with an empty history, it starts ``mam_catch_up_days`` days ago (``libervia.conf``, default
 14; the whole window is fetched, page after page, until the server says it is complete). If
 the archive no longer has our last message (``item-not-found``: expired), the catch-up starts
-from its time instead.
+from its time instead. Progress is saved after each stored page (private value ``catch_up`` of
+namespace ``XEP-0313``, removed once complete): a catch-up interrupted by a lost connection
+goes on from there at the next connection, although messages received live meanwhile (with
+newer stanza ids) are already in the history.
 
 Each archived message goes through the ``message_received`` flow, is stored with the archive
 id as its stanza id (trusted: it comes from our own server's archive) and the archive time as
@@ -68,6 +71,9 @@ CATCH_UP_DAYS = 14
 TRIGGER_PRIORITY = 900
 MAX_ID_LENGTH = 255
 QUERIES_KEY = "XEP-0313_queries"
+#: private values (per profile) of the plugin: the starting point of an unfinished catch-up
+PRIVATE_NS = "XEP-0313"
+CHECKPOINT_KEY = "catch_up"
 #: client.extra key: the catch-up task of the session
 TASK_KEY = "XEP-0313_catch_up"
 #: filters of mam_get: data form fields, and RSM
@@ -151,16 +157,34 @@ class XEP_0313:  # noqa: N801 - plugin classes are named after their XEP
         Raises:
             XMPPError, OperationTimeout, NotConnected: see LiberviaClient.send_iq.
         """
-        last = await self.host.storage.history_get(client.profile, last_stanza_id=True)
+        storage = self.host.storage
+        profile = client.profile
+        saved = (await storage.get_privates(PRIVATE_NS, [CHECKPOINT_KEY], profile=profile)).get(
+            CHECKPOINT_KEY
+        )
+        last = await storage.history_get(profile, last_stanza_id=True)
         filters: dict[str, str] = {}
         after: str | None = None
-        if last:
+        if isinstance(saved, dict):
+            # an unfinished catch-up: go on from where it stopped (messages received live
+            # meanwhile are newer than the gap: starting after them would skip it)
+            after = saved.get("after") or None
+            if saved.get("start"):
+                filters["start"] = saved["start"]
+            last = []
+        elif last:
             after = last[0].stanza_id
         else:
             days = self.host.config.get_int("mam_catch_up_days", CATCH_UP_DAYS)
             filters["start"] = xmpp_datetime(client.reactor.seconds() - days * 86400)
+
+        async def checkpoint(page_after: str | None) -> None:
+            value = {"after": page_after, "start": filters.get("start")}
+            await storage.set_private_value(PRIVATE_NS, CHECKPOINT_KEY, value, profile=profile)
+
+        await checkpoint(after)
         stored = 0
-        pending: asyncio.Future[list[bool]] | None = None
+        pending: tuple[asyncio.Future[list[bool]], str | None] | None = None
         try:
             while True:
                 try:
@@ -168,9 +192,10 @@ class XEP_0313:  # noqa: N801 - plugin classes are named after their XEP
                 except XMPPError as e:
                     if e.condition != "item-not-found" or not last or after != last[0].stanza_id:
                         raise
-                    log.info("%s: the archive lost our last message, by time", client.profile)
+                    log.info("%s: the archive lost our last message, by time", profile)
                     filters["start"] = xmpp_datetime(last[0].timestamp)
                     after = None
+                    await checkpoint(after)
                     continue
                 messages = [
                     m
@@ -178,16 +203,27 @@ class XEP_0313:  # noqa: N801 - plugin classes are named after their XEP
                     if m is not None and (m.message or m.subject) and str(m.type) != "error"
                 ]
                 if pending is not None:
-                    stored += sum(await pending)
-                pending = asyncio.gather(
+                    stored += sum(await pending[0])
+                    await checkpoint(pending[1])
+                stores = asyncio.gather(
                     *(self.host.messages.store_and_signal(client, m) for m in messages)
                 )
+                pending = (stores, page.last or after)
                 if page.complete or not page.results or not page.last or page.last == after:
                     break
                 after = page.last
+            stored += sum(await pending[0])
+            pending = None
+            await storage.del_private_value(PRIVATE_NS, CHECKPOINT_KEY, profile=profile)
         finally:
             if pending is not None:
-                stored += sum(await pending)
+                # interrupted: what was received is still stored, and the checkpoint follows
+                done = await asyncio.gather(pending[0], return_exceptions=True)
+                if not any(isinstance(r, BaseException) for r in done):
+                    try:
+                        await checkpoint(pending[1])
+                    except Exception:
+                        log.exception("%s: archive checkpoint not saved", profile)
         return stored
 
     # --- queries ------------------------------------------------------------------------------

@@ -300,3 +300,45 @@ async def test_mam_get_bridge_method(tmp_path: Path) -> None:
             await plugin._mam_get("", {"max": "-3"}, "alice")
     finally:
         await host.stop()
+
+
+@aio
+async def test_interrupted_catch_up_resumes_from_its_checkpoint(tmp_path: Path) -> None:
+    host, client, stream = await started(tmp_path)
+    plugin = host.plugins["XEP-0313"]
+    try:
+        sent, iq_id = await one_query(stream)
+        start = xmpp_datetime(NOW - 14 * 86400)
+        stream.receive(result("q1", "A1", chat("bob@localhost/x", ALICE, "first")))
+        stream.receive(fin(iq_id, "A1", "A1", complete=False))
+        sent, iq_id = await one_query(stream)
+        assert "<after>A1</after>" in sent
+        stream.receive(
+            f"<iq type='error' id='{iq_id}' from='alice@localhost'><error type='wait'>"
+            "<resource-constraint xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"
+        )
+        assert await client.extra["XEP-0313_catch_up"] == 0  # failed (logged)
+        # a live message, newer than the gap, arrives meanwhile
+        stream.receive(
+            f"<message from='bob@localhost/x' to='{ALICE}' type='chat'><body>live</body>"
+            "<stanza-id xmlns='urn:xmpp:sid:0' by='alice@localhost' id='LIVE'/></message>"
+        )
+        await settle(host)
+        # the next catch-up goes on after A1 (not after LIVE), with the same time filter
+        pending = asyncio.ensure_future(plugin.catch_up(client))
+        sent, iq_id = await one_query(stream)
+        assert f"<field var='start'><value>{start}</value></field>" in sent
+        assert "<after>A1</after>" in sent
+        stream.receive(result("q3", "A2", chat("bob@localhost/x", ALICE, "in the gap")))
+        stream.receive(fin(iq_id, "A2", "A2", complete=True))
+        assert await pending == 1
+        history = await host.history_get("alice", None, None, None, True, {})
+        assert sorted(m.message[""] for m in history) == ["first", "in the gap", "live"]
+        # complete: the checkpoint is gone, the next catch-up starts after the newest id
+        pending = asyncio.ensure_future(plugin.catch_up(client))
+        sent, iq_id = await one_query(stream)
+        assert "<after>LIVE</after>" in sent and "start" not in sent
+        stream.receive(fin(iq_id, "", "", complete=True))
+        assert await pending == 0
+    finally:
+        await host.stop()
