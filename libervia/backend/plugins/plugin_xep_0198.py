@@ -184,6 +184,7 @@ class SMHandler(XMPPHandler):
     def _on_enable_failed(self, element: domish.Element) -> None:
         log.warning("%s: the server refused stream management", self.client.profile)
         self.enabled = False
+        self.unacked.clear()  # nothing will acknowledge them
 
     # --- counting and acks ----------------------------------------------------------------
 

@@ -291,3 +291,34 @@ async def test_no_resumption_after_a_clean_close(tmp_path: Path) -> None:
         assert len(driver.reactor.connections) == 1
     finally:
         await host.stop()
+
+
+@aio
+async def test_enable_refused(tmp_path: Path) -> None:
+    host, driver = await host_with_bob(tmp_path)
+    try:
+        import asyncio
+
+        pending = asyncio.ensure_future(host.connect("bob"))
+        stream = await driver.login(FEATURES)
+        await pending
+        stream.receive(
+            f"<failed xmlns='{SM}'><unexpected-request "
+            "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>"
+        )
+        handler = host.plugins["XEP-0198"].handlers["bob"]
+        assert not handler.enabled and not handler.unacked
+        stream.sent()
+        driver.clients[-1].send(
+            stanza("<message to='alice@localhost' id='m1'><body>1</body></message>")
+        )
+        # no counting, no ack request
+        assert stream.sent_xml() == [
+            "<message to='alice@localhost' id='m1'><body>1</body></message>"
+        ]
+        stream.receive(f"<r xmlns='{SM}'/>")
+        assert stream.sent_xml() == []
+        drop(stream)  # not resumable: an ordinary loss
+        await until(lambda: signals(host, "disconnected") == [("bob",)])
+    finally:
+        await host.stop()
