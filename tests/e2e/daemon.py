@@ -21,12 +21,18 @@ class Daemon:
     :meth:`stop` sends SIGTERM and waits (a clean shutdown is part of what is tested).
     """
 
-    def __init__(self, directory: Path, bus_address: str, extra_config: str = "") -> None:
+    def __init__(
+        self,
+        directory: Path,
+        bus_address: str,
+        extra_config: str = "",
+        log_level: str = "INFO",
+    ) -> None:
         self.directory = directory
         self.bus_address = bus_address
         self.config = directory / "libervia.conf"
         self.config.write_text(
-            f"[DEFAULT]\nlocal_dir = {directory / 'local'}\nlog_level = INFO\n{extra_config}"
+            f"[DEFAULT]\nlocal_dir = {directory / 'local'}\nlog_level = {log_level}\n{extra_config}"
         )
         self.log = directory / "daemon.log"
         self.process: subprocess.Popen[bytes] | None = None

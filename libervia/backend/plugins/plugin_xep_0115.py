@@ -152,7 +152,9 @@ class XEP_0115:  # noqa: N801 - plugin classes are named after their XEP
     async def _learn(self, client: Any, entity: JID, algo: str, ver: str, node: str) -> None:
         key = (algo, ver)
         info = self._known.get(key) or await self._load(key)
-        if info is None:
+        if info is not None:
+            log.debug("%s: capabilities of %s known by hash %s", client.profile, entity.full(), ver)
+        else:
             if key in self._asking:
                 return
             self._asking.add(key)
@@ -176,6 +178,7 @@ class XEP_0115:  # noqa: N801 - plugin classes are named after their XEP
     async def _ask(
         self, client: Any, entity: JID, algo: str, ver: str, node: str
     ) -> disco.DiscoInfo | None:
+        log.info("%s: asking %s for its capabilities %s", client.profile, entity.full(), ver)
         try:
             info = await self.disco.get_infos(client, entity, f"{node}#{ver}", use_cache=False)
         except LiberviaError as e:
