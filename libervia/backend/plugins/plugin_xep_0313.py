@@ -187,8 +187,10 @@ class XEP_0313:  # noqa: N801 - plugin classes are named after their XEP
         pending: tuple[asyncio.Future[list[bool]], str | None] | None = None
         try:
             while True:
+                # once paging from an id, the time filter is redundant
+                query_filters = filters if after is None else {}
                 try:
-                    page = await self.query(client, None, filters, PAGE_SIZE, after=after)
+                    page = await self.query(client, None, query_filters, PAGE_SIZE, after=after)
                 except XMPPError as e:
                     if e.condition != "item-not-found" or not last or after != last[0].stanza_id:
                         raise
@@ -197,6 +199,14 @@ class XEP_0313:  # noqa: N801 - plugin classes are named after their XEP
                     after = None
                     await checkpoint(after)
                     continue
+                log.debug(
+                    "%s: archive page of %d after %s (complete: %s, last %s)",
+                    profile,
+                    len(page.results),
+                    after,
+                    page.complete,
+                    page.last,
+                )
                 messages = [
                     m
                     for m in [await self.to_message(client, None, *r) for r in page.results]

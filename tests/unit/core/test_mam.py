@@ -123,9 +123,6 @@ async def test_catch_up_pages_until_complete_and_ignores_spoofed(tmp_path: Path,
         sent, iq_id = await one_query(stream)
         assert sent == (
             f"<iq type='set' id='{iq_id}'><query xmlns='{NS_MAM}' queryid='q2'>"
-            "<x xmlns='jabber:x:data' type='submit'>"
-            f"<field var='FORM_TYPE' type='hidden'><value>{NS_MAM}</value></field>"
-            f"<field var='start'><value>{start}</value></field></x>"
             f"<set xmlns='{RSM}'><max>100</max><after>A2</after></set></query></iq>"
         )
         # A2 again (e.g. a server repeating a boundary): not stored twice
@@ -308,7 +305,7 @@ async def test_interrupted_catch_up_resumes_from_its_checkpoint(tmp_path: Path) 
     plugin = host.plugins["XEP-0313"]
     try:
         sent, iq_id = await one_query(stream)
-        start = xmpp_datetime(NOW - 14 * 86400)
+        assert xmpp_datetime(NOW - 14 * 86400) in sent
         stream.receive(result("q1", "A1", chat("bob@localhost/x", ALICE, "first")))
         stream.receive(fin(iq_id, "A1", "A1", complete=False))
         sent, iq_id = await one_query(stream)
@@ -324,11 +321,10 @@ async def test_interrupted_catch_up_resumes_from_its_checkpoint(tmp_path: Path) 
             "<stanza-id xmlns='urn:xmpp:sid:0' by='alice@localhost' id='LIVE'/></message>"
         )
         await settle(host)
-        # the next catch-up goes on after A1 (not after LIVE), with the same time filter
+        # the next catch-up goes on after A1 (not after LIVE)
         pending = asyncio.ensure_future(plugin.catch_up(client))
         sent, iq_id = await one_query(stream)
-        assert f"<field var='start'><value>{start}</value></field>" in sent
-        assert "<after>A1</after>" in sent
+        assert "<after>A1</after>" in sent and "start" not in sent
         stream.receive(result("q3", "A2", chat("bob@localhost/x", ALICE, "in the gap")))
         stream.receive(fin(iq_id, "A2", "A2", complete=True))
         assert await pending == 1
