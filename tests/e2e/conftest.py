@@ -1,4 +1,5 @@
-"""End-to-end fixtures: a real Prosody on 127.0.0.1 (see prosody.py)."""
+"""End-to-end fixtures: a real Prosody on 127.0.0.1 (see prosody.py), and per test module a
+private bus with the daemon running on it (see daemon.py)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.dbus import DBusDaemon
+from tests.e2e.daemon import Daemon
 from tests.e2e.prosody import Prosody
 
 
@@ -17,3 +20,22 @@ def prosody() -> Iterator[Prosody]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def bus() -> Iterator[DBusDaemon]:
+    """A private session bus for the test module."""
+    with DBusDaemon() as daemon:
+        yield daemon
+
+
+@pytest.fixture(scope="module")
+def daemon(bus: DBusDaemon, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    """The daemon on the module's bus; it must stop cleanly (exit code 0) at the end."""
+    process = Daemon(tmp_path_factory.mktemp("daemon"), bus.address)
+    process.start()
+    try:
+        yield process
+    finally:
+        code = process.stop()
+        assert code == 0, process.logs()

@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -113,3 +115,38 @@ async def make_account(
     for name, value in params.items():
         await bridge.param_set(name, value, "Connection", -1, profile)
     return jid
+
+
+def unique(prefix: str) -> str:
+    """A name no other test uses (Prosody accounts and profiles outlive a test)."""
+    return f"{prefix}{uuid.uuid4().hex[:6]}"
+
+
+class Recorder:
+    """Collects the bridge signals it is subscribed to."""
+
+    def __init__(self, bridge: BridgeClient, names: list[str]) -> None:
+        self.events: list[tuple[str, tuple[Any, ...]]] = []
+        self._changed = asyncio.Event()
+        for name in names:
+            bridge.on_signal(name, self._make(name))
+
+    def _make(self, name: str) -> Callable[..., None]:
+        def record(*args: Any) -> None:
+            self.events.append((name, args))
+            self._changed.set()
+
+        return record
+
+    async def wait(
+        self, name: str, pred: Callable[[tuple[Any, ...]], bool], timeout: float = 15
+    ) -> tuple[Any, ...]:
+        async def find() -> tuple[Any, ...]:
+            while True:
+                for received, args in self.events:
+                    if received == name and pred(args):
+                        return args
+                self._changed.clear()
+                await self._changed.wait()
+
+        return await asyncio.wait_for(find(), timeout)

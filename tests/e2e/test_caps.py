@@ -11,9 +11,8 @@ import pytest
 
 from tests.conftest import aio
 from tests.dbus import DBusDaemon
-from tests.e2e.daemon import Daemon, make_account
+from tests.e2e.daemon import Daemon, Recorder, make_account
 from tests.e2e.prosody import Prosody
-from tests.e2e.test_daemon_xmpp import Recorder
 
 pytestmark = pytest.mark.timeout(120)
 

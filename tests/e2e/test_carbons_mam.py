@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,33 +17,11 @@ from twisted.words.xish import domish
 from libervia.frontends.bridge.client import BridgeClient
 from tests.conftest import aio
 from tests.dbus import DBusDaemon
-from tests.e2e.daemon import Daemon, make_account
+from tests.e2e.daemon import Daemon, Recorder, make_account, unique
 from tests.e2e.prosody import DOMAIN, Prosody
-from tests.e2e.test_daemon_xmpp import Recorder
 from tests.e2e.test_sasl_prosody import Authenticator
 
 pytestmark = pytest.mark.timeout(180)
-
-
-@pytest.fixture(scope="module")
-def bus() -> Iterator[DBusDaemon]:
-    with DBusDaemon() as daemon:
-        yield daemon
-
-
-@pytest.fixture(scope="module")
-def daemon(bus: DBusDaemon, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    process = Daemon(tmp_path_factory.mktemp("daemon"), bus.address)
-    process.start()
-    try:
-        yield process
-    finally:
-        code = process.stop()
-        assert code == 0, process.logs()
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}{uuid.uuid4().hex[:6]}"
 
 
 class RawClient:

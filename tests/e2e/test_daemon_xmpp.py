@@ -5,72 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from libervia.frontends.bridge.client import BridgeClient, BridgeError
+from libervia.frontends.bridge.client import BridgeError
 from tests.conftest import aio
 from tests.dbus import DBusDaemon
-from tests.e2e.daemon import Daemon, make_account
+from tests.e2e.daemon import Daemon, Recorder, make_account, unique
 from tests.e2e.prosody import Prosody
 from tests.net import free_port
 
 pytestmark = pytest.mark.timeout(180)
-
-
-class Recorder:
-    """Collects the bridge signals it is subscribed to."""
-
-    def __init__(self, bridge: BridgeClient, names: list[str]) -> None:
-        self.events: list[tuple[str, tuple[Any, ...]]] = []
-        self._changed = asyncio.Event()
-        for name in names:
-            bridge.on_signal(name, self._make(name))
-
-    def _make(self, name: str) -> Callable[..., None]:
-        def record(*args: Any) -> None:
-            self.events.append((name, args))
-            self._changed.set()
-
-        return record
-
-    async def wait(
-        self, name: str, pred: Callable[[tuple[Any, ...]], bool], timeout: float = 15
-    ) -> tuple[Any, ...]:
-        async def find() -> tuple[Any, ...]:
-            while True:
-                for signal, args in self.events:
-                    if signal == name and pred(args):
-                        return args
-                self._changed.clear()
-                await self._changed.wait()
-
-        return await asyncio.wait_for(find(), timeout)
-
-
-@pytest.fixture(scope="module")
-def bus() -> Iterator[DBusDaemon]:
-    with DBusDaemon() as daemon:
-        yield daemon
-
-
-@pytest.fixture(scope="module")
-def daemon(bus: DBusDaemon, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    process = Daemon(tmp_path_factory.mktemp("daemon"), bus.address)
-    process.start()
-    try:
-        yield process
-    finally:
-        code = process.stop()
-        assert code == 0, process.logs()
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}{uuid.uuid4().hex[:6]}"
 
 
 @aio
