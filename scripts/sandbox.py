@@ -40,11 +40,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from xml.sax.saxutils import escape
 
+from libervia import devserver
+
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DIR = REPO / ".sandbox"
 DIR_ENV = "LIBERVIA_SANDBOX_DIR"
 MARKER = ".libervia-sandbox"
-DOMAIN = "localhost"
+DOMAIN = devserver.DOMAIN
 USERS = ("alice", "bob")
 FIRST_MESSAGE = "Hello Bob! This is the first message of the Libervia sandbox."
 COMPONENTS = ("daemon", "prosody", "dbus")  # stopping order: the daemon first, the bus last
@@ -52,26 +54,6 @@ TIMEOUT = 60
 
 EXIT_OK, EXIT_ERROR, EXIT_PARTIAL, EXIT_NOT_RUNNING = 0, 1, 1, 3
 
-PROSODY_MODULES = [
-    "roster",
-    "saslauth",
-    "tls",
-    "disco",
-    "ping",
-    "presence",
-    "message",
-    "iq",
-    "private",
-    "vcard",
-    "version",
-    "uptime",
-    "time",
-    "pep",
-    "carbons",
-    "mam",
-    "smacks",
-    "blocklist",
-]
 
 DBUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
@@ -361,42 +343,22 @@ class Sandbox:
         directory = self.prosody_config.parent
         (directory / "data").mkdir(parents=True)
         (directory / "certs").mkdir()
-        key = directory / "certs" / f"{DOMAIN}.key"
+        try:
+            key, _ = devserver.make_certificate(directory / "certs", DOMAIN, days=3650)
+        except (OSError, subprocess.SubprocessError) as e:
+            raise SandboxError(f"making the TLS certificate failed: {e}") from e
         cert = directory / "certs" / f"{DOMAIN}.crt"
-        self.run(
-            "making the TLS certificate",
-            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650",
-             "-subj", f"/CN={DOMAIN}", "-addext", f"subjectAltName=DNS:{DOMAIN}",
-             "-keyout", str(key), "-out", str(cert)],
-        )  # fmt: skip
         port = free_port()
-        modules = ", ".join(f'"{m}"' for m in PROSODY_MODULES)
-        run_as_root = "run_as_root = true\n" if os.geteuid() == 0 else ""
-        # the whole config: Debian's default one loads mod_limits (c2s throttled to 10 kB/s)
         self.prosody_config.write_text(
-            f"""-- written by scripts/sandbox
-{run_as_root}daemonize = false
-pidfile = "{directory}/prosody.pid"
-data_path = "{directory}/data"
-log = {{ {{ levels = {{ min = "info" }}, to = "file", filename = "{directory}/prosody.log" }} }}
-interfaces = {{ "127.0.0.1" }}
-c2s_ports = {{ {port} }}
-c2s_interfaces = {{ "127.0.0.1" }}
-s2s_ports = {{ }}
-component_ports = {{ }}
-http_ports = {{ }}
-https_ports = {{ }}
-network_settings = {{ nagle = false }}
-modules_enabled = {{ {modules} }}
-modules_disabled = {{ "s2s", "limits" }}
-authentication = "internal_hashed"
-c2s_require_encryption = true
-allow_registration = false
-certificates = "{directory}/certs"
-ssl = {{ key = "{key}", certificate = "{cert}" }}
-archive_expires_after = "1w"
-VirtualHost "{DOMAIN}"
-"""
+            devserver.config_text(
+                directory,
+                port,
+                key,
+                cert,
+                run_as_root=os.geteuid() == 0,
+                modules=devserver.MODULES,
+                archive_expires_after="1w",
+            )
         )
         pid = self.spawn(
             "prosody",

@@ -15,27 +15,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from libervia import devserver
 from tests.net import free_port
 
-DOMAIN = "localhost"
-MODULES = [
-    "roster",
-    "saslauth",
-    "tls",
-    "disco",
-    "ping",
-    "presence",
-    "message",
-    "iq",
-    "private",
-    "vcard",
-    "version",
-    "pep",
-    "carbons",
-    "mam",
-    "smacks",
-    "blocklist",
-]
+DOMAIN = devserver.DOMAIN
+MODULES = [m for m in devserver.MODULES if m not in ("uptime", "time")]
 
 
 class ProsodyUnavailable(RuntimeError):
@@ -63,58 +47,17 @@ class Prosody:
 
     def _write_config(self) -> None:
         (self.dir / "data").mkdir()
-        (self.dir / "certs").mkdir()
-        key = self.dir / "certs" / f"{DOMAIN}.key"
-        subprocess.run(
-            [
-                "openssl",
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "2",
-                "-subj",
-                f"/CN={DOMAIN}",
-                "-addext",
-                f"subjectAltName=DNS:{DOMAIN}",
-                "-keyout",
-                str(key),
-                "-out",
-                str(self.cert),
-            ],
-            check=True,
-            capture_output=True,
-            timeout=60,
-        )
-        modules = ", ".join(f'"{m}"' for m in MODULES)
+        key, _ = devserver.make_certificate(self.dir / "certs")
         self.config.write_text(
-            f"""
-run_as_root = true
-daemonize = false
-pidfile = "{self.dir}/prosody.pid"
-data_path = "{self.dir}/data"
-log = {{ {{ levels = {{ min = "info" }}, to = "file", filename = "{self.dir}/prosody.log" }} }}
-interfaces = {{ "127.0.0.1" }}
-c2s_ports = {{ {self.c2s_port} }}
-c2s_interfaces = {{ "127.0.0.1" }}
-s2s_ports = {{ }}
-component_ports = {{ }}
-http_ports = {{ }}
-https_ports = {{ }}
-network_settings = {{ nagle = false }}
-modules_enabled = {{ {modules} }}
-modules_disabled = {{ "s2s", "limits" }}
-authentication = "internal_hashed"
-c2s_require_encryption = true
-allow_registration = false
-certificates = "{self.dir}/certs"
-ssl = {{ key = "{key}", certificate = "{self.cert}" }}
-archive_expires_after = "never"
-{self.extra_config}
-VirtualHost "{DOMAIN}"
-"""
+            devserver.config_text(
+                self.dir,
+                self.c2s_port,
+                key,
+                self.cert,
+                run_as_root=True,
+                modules=MODULES,
+                extra=self.extra_config,
+            )
         )
 
     def start(self) -> None:
