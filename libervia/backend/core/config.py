@@ -115,6 +115,29 @@ class Config:
                 f"option {name!r} in {self.path}: {value!r} is not an integer"
             ) from None
 
+    def get_float(
+        self,
+        name: str,
+        default: float,
+        section: str = DEFAULT_SECTION,
+        minimum: float | None = None,
+    ) -> float:
+        """Return a number option (seconds, ratios...), at least ``minimum`` when given."""
+        value = self.get(name, None, section)
+        if value is None:
+            return default
+        try:
+            number = float(value)
+        except ValueError:
+            raise ConfigError(
+                f"option {name!r} in {self.path}: {value!r} is not a number"
+            ) from None
+        if minimum is not None and number < minimum:
+            raise ConfigError(
+                f"option {name!r} in {self.path}: {value!r} must be at least {minimum:g}"
+            )
+        return number
+
     @property
     def local_dir(self) -> Path:
         """Directory of Libervia's data (created on demand by the callers that write there)."""

@@ -18,7 +18,6 @@ from wokkel.subprotocols import XMPPHandler
 
 from libervia.backend.core.aio import background
 from libervia.backend.core.exceptions import (
-    ConfigError,
     NotConnected,
     OperationTimeout,
     XMPPError,
@@ -42,24 +41,11 @@ INTERVAL = 60.0
 TIMEOUT = 30.0
 
 
-def _seconds(config: Any, name: str, default: float) -> float:
-    text = config.get(name)
-    if text is None:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        raise ConfigError(f"option {name}: {text!r} is not a number of seconds") from None
-    if value < 0:
-        raise ConfigError(f"option {name}: {text!r} must not be negative")
-    return value
-
-
 class Keepalive:
     def __init__(self, host: Any) -> None:
         self.host = host
-        self.interval = _seconds(host.config, "keepalive_interval", INTERVAL)
-        self.timeout = _seconds(host.config, "keepalive_timeout", TIMEOUT) or TIMEOUT
+        self.interval = host.config.get_float("keepalive_interval", INTERVAL, minimum=0)
+        self.timeout = host.config.get_float("keepalive_timeout", TIMEOUT, minimum=0) or TIMEOUT
 
     def get_handler(self, client: Any) -> Any:
         if not self.interval:

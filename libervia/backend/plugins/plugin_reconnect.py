@@ -77,16 +77,7 @@ class Backoff:
         """
 
         def number(name: str, default: float) -> float:
-            text = config.get(name)
-            if text is None:
-                return default
-            try:
-                value = float(text)
-            except ValueError:
-                raise ConfigError(f"option {name}: {text!r} is not a number") from None
-            if value < 0:
-                raise ConfigError(f"option {name}: {text!r} must not be negative")
-            return value
+            return float(config.get_float(name, default, minimum=0))
 
         backoff = cls(
             initial=number("reconnect_delay", cls.initial),

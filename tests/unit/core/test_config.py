@@ -43,3 +43,17 @@ def test_invalid_file(tmp_path: Path) -> None:
     conf.write_text("no section header\n")
     with pytest.raises(ConfigError, match="libervia.conf"):
         Config.load(conf)
+
+
+def test_float_options(tmp_path: Path) -> None:
+    """Numbers: default when unset, a clear ConfigError when not a number or below minimum."""
+    path = tmp_path / "libervia.conf"
+    path.write_text("[DEFAULT]\na = 2.5\nb = x\nc = -1\n")
+    config = Config.load(path)
+    assert config.get_float("a", 1.0) == 2.5
+    assert config.get_float("missing", 1.0) == 1.0
+    assert config.get_float("c", 0.0) == -1.0
+    with pytest.raises(ConfigError, match="not a number"):
+        config.get_float("b", 1.0)
+    with pytest.raises(ConfigError, match="at least 0"):
+        config.get_float("c", 1.0, minimum=0)
