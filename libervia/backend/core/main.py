@@ -66,13 +66,15 @@ class NullBridge:
     def __init__(self) -> None:
         self.emitted: list[tuple[str, tuple[Any, ...]]] = []
         self.keep = False
+        #: plugin methods by name (tests call them as the bridge would)
+        self.methods: dict[str, Any] = {}
 
     def emit(self, signal: str, *args: Any) -> None:
         if self.keep:
             self.emitted.append((signal, args))
 
     def add_method(self, name: str, handler: Any, **kwargs: Any) -> None:
-        pass
+        self.methods[name] = handler
 
     def add_signal(self, name: str, args: Any, doc: str = "") -> None:
         pass
