@@ -376,7 +376,32 @@ def parse_entry(xml: str | bytes, item_id: str | None = None) -> dict[str, Any]:
     Raises:
         AtomError: hostile or malformed XML, not an Atom entry, no id at all, bad dates.
     """
-    entry = parse_xml(xml)
+    return entry_to_dict(parse_xml(xml), item_id)
+
+
+def parse_item(xml: str | bytes) -> dict[str, Any]:
+    """The entry dict of a pubsub ``<item id='...'>`` (any namespace) holding an Atom entry.
+
+    A bare Atom ``<entry>`` is accepted too (then its ``atom:id`` is the ``id``).
+
+    Raises:
+        AtomError: as :func:`parse_entry`, or an item without an Atom entry.
+    """
+    root = parse_xml(xml)
+    if etree.QName(root).localname != "item":
+        return entry_to_dict(root, None)
+    entry = root.find(f"{{{NS_ATOM}}}entry")
+    if entry is None:
+        raise AtomError("pubsub item without an Atom entry")
+    return entry_to_dict(entry, root.get("id") or None)
+
+
+def entry_to_dict(entry: etree._Element, item_id: str | None = None) -> dict[str, Any]:
+    """The entry dict of an ``<entry>`` element already parsed by :func:`parse_xml`.
+
+    Raises:
+        AtomError: as :func:`parse_entry`.
+    """
     if entry.tag != f"{{{NS_ATOM}}}entry":
         raise AtomError(f"not an Atom entry: {entry.tag!r}")
     atom_id = (entry.findtext(f"{{{NS_ATOM}}}id") or "").strip()
@@ -395,6 +420,18 @@ def parse_entry(xml: str | bytes, item_id: str | None = None) -> dict[str, Any]:
     if language:
         data["language"] = language
     return data
+
+
+def pubsub_uri(service: str, node: str, item_id: str | None = None) -> str:
+    """The ``xmpp:`` URI (RFC 5122, XEP-0060 §12.22) of a node, or of one of its items.
+
+    This is the form of XEP-0277 comments links:
+    ``xmpp:pubsub.example.org?;node=urn%3Axmpp%3Amicroblog%3A0%3Acomments%2F<id>``.
+    """
+    uri = f"xmpp:{quote(service, safe='@/')}?;node={quote(node, safe='')}"
+    if item_id is not None:
+        uri += f";item={quote(item_id, safe='')}"
+    return uri
 
 
 # building

@@ -467,3 +467,29 @@ def test_parser_alone_does_not_expand_entities() -> None:
     assert "root:" not in etree.tostring(root, encoding="unicode")
     with pytest.raises(etree.XMLSyntaxError):  # libxml2's amplification limit, not expanded
         etree.fromstring(BILLION_LAUGHS.encode(), atom._parser())
+
+
+def test_parse_item() -> None:
+    """A pubsub <item> (event or pubsub namespace) wrapping an entry: its id is the item's."""
+    from libervia.backend.tools.atom import parse_item
+
+    for ns in ("http://jabber.org/protocol/pubsub", "http://jabber.org/protocol/pubsub#event"):
+        item = f"<item xmlns='{ns}' id='p1'>{ENTRY}</item>"
+        assert parse_item(item) == parse_entry(ENTRY, item_id="p1")
+    assert parse_item(ENTRY)["id"] == parse_entry(ENTRY)["atom_id"]
+    with pytest.raises(AtomError, match="without an Atom entry"):
+        parse_item("<item xmlns='http://jabber.org/protocol/pubsub' id='x'><other/></item>")
+    with pytest.raises(AtomError, match="DOCTYPE"):
+        parse_item("<!DOCTYPE item><item id='x'/>")
+
+
+def test_pubsub_uri() -> None:
+    """XEP-0060 §12.22 node and item URIs, percent-encoded as XEP-0277 comments links are."""
+    from libervia.backend.tools.atom import pubsub_uri
+
+    assert pubsub_uri("pubsub.example.org", "urn:xmpp:microblog:0:comments/a b") == (
+        "xmpp:pubsub.example.org?;node=urn%3Axmpp%3Amicroblog%3A0%3Acomments%2Fa%20b"
+    )
+    assert pubsub_uri("juliet@capulet.lit", "n", "i;1") == (
+        "xmpp:juliet@capulet.lit?;node=n;item=i%3B1"
+    )
