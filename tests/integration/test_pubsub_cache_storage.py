@@ -1871,3 +1871,25 @@ async def test_search_path_key_with_quote_is_refused(st: Storage) -> None:
     """Keys containing a double quote cannot be expressed on SQLite: refused on every engine."""
     with pytest.raises(InvalidInput, match="cannot contain"):
         await st.search_pubsub_items({"parsed": [{"path": ['a"b'], "op": "exists"}]})
+
+
+@aio
+async def test_get_pubsub_nodes_by_sync_state(st: Storage) -> None:
+    """A profile's nodes, filtered by synchronisation state (None: never analysed)."""
+    done = await new_node(st)
+    failed = await new_node(st, "failed")
+    fresh = await new_node(st, "fresh")
+    await st.set_pubsub_node("bob", SERVICE, "bob's")
+    await st.update_pubsub_node_sync_state(done, SyncState.COMPLETED)
+    await st.update_pubsub_node_sync_state(failed, SyncState.ERROR)
+
+    def names(nodes: list[PubsubNode]) -> list[str]:
+        return [n.name for n in nodes]
+
+    assert names(await st.get_pubsub_nodes("alice")) == [BLOG_NODE, "failed", "fresh"]
+    assert names(await st.get_pubsub_nodes("alice", [SyncState.COMPLETED])) == [BLOG_NODE]
+    assert names(await st.get_pubsub_nodes("alice", [SyncState.ERROR, None])) == ["failed", "fresh"]
+    assert fresh.sync_state is None
+    assert names(await st.get_pubsub_nodes("bob", [SyncState.IN_PROGRESS])) == []
+    with pytest.raises(ProfileUnknownError):
+        await st.get_pubsub_nodes("nobody")

@@ -120,6 +120,7 @@ class Storage:
     # profiles
     get_profiles_list = _expose("profiles", ProfileStore.get_profiles_list)
     has_profile = _expose("profiles", ProfileStore.has_profile)
+    profile_name_of = _expose("profiles", ProfileStore.name_of)
     profile_is_component = _expose("profiles", ProfileStore.profile_is_component)
     get_entry_point = _expose("profiles", ProfileStore.get_entry_point)
     create_profile = _expose("profiles", ProfileStore.create_profile)
@@ -154,6 +155,7 @@ class Storage:
     # pubsub cache
     get_pubsub_node = _expose("pubsub", PubsubStore.get_pubsub_node)
     set_pubsub_node = _expose("pubsub", PubsubStore.set_pubsub_node)
+    get_pubsub_nodes = _expose("pubsub", PubsubStore.get_pubsub_nodes)
     update_pubsub_node_sync_state = _expose("pubsub", PubsubStore.update_pubsub_node_sync_state)
     delete_pubsub_node = _expose("pubsub", PubsubStore.delete_pubsub_node)
     cache_pubsub_items = _expose("pubsub", PubsubStore.cache_pubsub_items)

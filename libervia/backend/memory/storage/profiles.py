@@ -43,6 +43,17 @@ class ProfileStore:
         except KeyError:
             raise ProfileUnknownError(f"there is no profile named {profile!r}") from None
 
+    def name_of(self, profile_id: int) -> str:
+        """The name of the profile with this database id.
+
+        Raises:
+            ProfileUnknownError: there is no such profile.
+        """
+        for name, known_id in self._ids.items():
+            if known_id == profile_id:
+                return name
+        raise ProfileUnknownError(f"there is no profile with id {profile_id}")
+
     def get_profiles_list(self) -> list[str]:
         """Names of every profile, sorted."""
         return sorted(self._ids)

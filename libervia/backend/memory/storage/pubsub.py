@@ -130,6 +130,20 @@ class PubsubStore:
             node = await session.get_one(PubsubNode, node_id, populate_existing=True)
         return node
 
+    async def get_pubsub_nodes(
+        self, profile: str, sync_states: Sequence[SyncState | None] | None = None
+    ) -> list[PubsubNode]:
+        """The cached nodes of a profile (only those in ``sync_states`` when given)."""
+        stmt = sa.select(PubsubNode).where(PubsubNode.profile_id == self.profiles.id_of(profile))
+        if sync_states is not None:
+            states = [s for s in sync_states if s is not None]
+            condition = PubsubNode.sync_state.in_(states)
+            if None in sync_states:
+                condition = sa.or_(condition, PubsubNode.sync_state.is_(None))
+            stmt = stmt.where(condition)
+        async with self.db.transaction() as session:
+            return list((await session.execute(stmt.order_by(PubsubNode.id))).scalars())
+
     async def update_pubsub_node_sync_state(self, node: PubsubNode, state: SyncState) -> None:
         """Set the synchronisation state of a node (and when it changed)."""
         now = self.db.clock()
