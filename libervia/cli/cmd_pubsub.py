@@ -651,11 +651,16 @@ def parsed_path(text: str) -> list[str | int]:
     return [int(p) if p.isdigit() else p for p in parts]
 
 
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
+
+
 def json_or_text(text: str) -> Any:
     """A value given on the command line: JSON when it is valid JSON (``3``, ``true``,
-    ``["a", "b"]``), else the string itself."""
+    ``["a", "b"]``), else the string itself (``NaN`` and ``Infinity`` too: Python's json
+    accepts them, JSON does not)."""
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_not_json)
     except ValueError:
         return text
 
@@ -673,6 +678,8 @@ def parsed_filter(path: str, op: str, value: str) -> dict[str, Any]:
             raise ValueError(f"{op} takes true or false as VALUE, not {value!r}")
         if not parsed_value:
             spec["op"] = "not_exists" if op == "exists" else "exists"
+    elif parsed_value is None:
+        raise ValueError(f"{op} needs a value, not null (exists false finds what has none)")
     else:
         spec["value"] = parsed_value
     return spec
@@ -807,6 +814,7 @@ class CacheGet(Command):
             "a page of bob's, as JSON",
         ),
     )
+    need_connect = True
     use_output = True
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:

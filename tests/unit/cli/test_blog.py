@@ -87,6 +87,7 @@ def sent(r: Result) -> tuple[tuple[Any, ...], dict[str, Any]]:
 
 @aio
 async def test_post_from_arguments() -> None:
+    """blog post: the words, title, tags, language and comments in mb_send's data."""
     r = await blog("post", "-t", "Hello", "--tag", "xmpp", "--tag", "libervia", "-l", "en",
                    "-C", "My", "first", "post")  # fmt: skip
     assert (r.code, r.err) == (0, "")
@@ -105,6 +106,7 @@ async def test_post_from_arguments() -> None:
 
 @aio
 async def test_post_words_around_options_and_json() -> None:
+    """Words after options are content; -s, -n, -i passed on; -O json."""
     r = await blog("post", "hello", "-t", "T", "big", "world", "-s", "pubsub.example.org",
                    "-n", "urn:example:blog", "-i", "my-id", "-O", "json")  # fmt: skip
     call, data = sent(r)
@@ -119,6 +121,7 @@ async def test_post_words_around_options_and_json() -> None:
 
 @aio
 async def test_post_from_stdin() -> None:
+    """Without words, the content is stdin (XHTML with --xhtml); a title alone is a post."""
     r = await blog("post", "-q", stdin="Line one\nLine two\n")
     _call, data = sent(r)
     assert data == {"content": "Line one\nLine two"}
@@ -131,6 +134,7 @@ async def test_post_from_stdin() -> None:
 
 @aio
 async def test_empty_post_is_refused() -> None:
+    """An empty entry is a usage error, and nothing is sent."""
     r = await blog("post", stdin=" \n")
     assert r.code == C.EXIT_USAGE and "nothing to post" in r.err
     assert not r.called("mb_send")
@@ -141,6 +145,7 @@ async def test_empty_post_is_refused() -> None:
 
 @aio
 async def test_get_requests() -> None:
+    """blog get: mb_get called with max_items, item ids and the extra dict."""
     r = await blog("get")
     assert r.code == 0
     assert r.plugin_calls == [("mb_get", ("", "", 10, [], "{}", "alice"))]
@@ -157,6 +162,7 @@ async def test_get_requests() -> None:
 
 @aio
 async def test_get_prints_the_entries() -> None:
+    """blog get prints each entry (title, date, author, tags, id, content), then the page."""
     r = await blog("get")
     assert r.out.splitlines() == [
         "# Hello",
@@ -200,6 +206,7 @@ async def test_get_on_a_terminal() -> None:
 
 @aio
 async def test_delete() -> None:
+    """blog delete asks first, then calls mb_retract."""
     r = await blog("delete", "first-post")
     assert r.code == C.EXIT_CANCELLED and not r.called("mb_retract")
     r = await blog("delete", "first-post", "-f")
@@ -211,6 +218,7 @@ async def test_delete() -> None:
 
 @aio
 async def test_errors() -> None:
+    """Daemon errors keep their exit codes and hints."""
     r = await blog("get", errors={"mb_get": BridgeError(ERROR + "NotFound", "no such node")})
     assert (r.code, r.err) == (C.EXIT_NOT_FOUND, "li: error: no such node [NotFound]\n")
     r = await blog(
@@ -220,6 +228,7 @@ async def test_errors() -> None:
 
 
 def test_parsing() -> None:
+    """Defaults, and content words starting with - after --."""
     args = parse_args(build_parser(), ["blog", "post", "-t", "T", "--", "-1", "and", "more"])
     assert args.content == ["-1", "and", "more"] and args.title == "T"
     args = parse_args(build_parser(), ["blog", "get"])
