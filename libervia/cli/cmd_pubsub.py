@@ -833,7 +833,7 @@ class CacheGet(Command):
                 max_items,
                 args.items,
                 "",
-                json.dumps(rsm),
+                json.dumps(rsm) if rsm else "",
                 json.dumps(extra),
                 cli.profile,
             )
@@ -862,13 +862,14 @@ class CacheSync(Command):
 
 class CachePurge(Command):
     name = "purge"
-    help = "remove nodes from the cache (they are fetched again when needed)"
+    help = "remove items from the cache"
     description = (
-        "Remove cached nodes and their items, chosen by the options (all of them must match). "
-        "Without any option, the whole cache is purged (asked for confirmation unless -f)."
+        "Remove cached items, chosen by the options (all of them must match: the node filters "
+        "and the dates of the items). Without any option, every cached item is removed "
+        "(asked for confirmation unless -f). Prints how many were removed."
     )
     examples = (
-        ("li pubsub cache purge -t blog --updated-before 2026-01-01", "old blogs"),
+        ("li pubsub cache purge -t blog --updated-before 2026-01-01", "old blog posts"),
         ("li pubsub cache purge --profile alice", "what was cached for alice"),
         ("li pubsub cache purge -f", "everything, without confirmation"),
     )
@@ -880,13 +881,13 @@ class CachePurge(Command):
             "--created-before",
             type=time_arg,
             metavar="TIME",
-            help="only nodes cached before TIME (seconds since the epoch or an ISO date)",
+            help="only items created before TIME (seconds since the epoch or an ISO date)",
         )
         parser.add_argument(
             "--updated-before",
             type=time_arg,
             metavar="TIME",
-            help="only nodes not updated since TIME",
+            help="only items not updated since TIME",
         )
         add_force(parser)
 
@@ -901,8 +902,8 @@ class CachePurge(Command):
                 purge[key] = getattr(args, key)
         if not purge:
             await cli.confirm("Purge the whole pubsub cache (of every profile)?", args.force)
-        await cli.bridge.ps_cache_purge(json.dumps(purge))
-        cli.out.info("pubsub cache purged")
+        count = await cli.bridge.ps_cache_purge(json.dumps(purge))
+        cli.out.info(f"{count} cached items removed" if count is not None else "cache purged")
 
 
 class CacheReset(Command):

@@ -96,6 +96,9 @@ class PubsubBridge(FakeBridge):
     def _ps_affiliations_get(self, *args: Any) -> Any:
         return {"news": "owner", "blog": "publisher"}
 
+    def _ps_cache_purge(self, purge_data: str) -> int:
+        return 7
+
     def _ps_cache_search(self, query: str) -> str:
         return json.dumps(
             [
@@ -543,7 +546,7 @@ async def test_cache_get_and_sync() -> None:
     assert json.loads(call[6]) == {"order_by": "modification"}
     assert r.out.splitlines()[:2] == ITEMS["items"]
     r = await li("pubsub", "cache", "get", "-s", "ps.x", "-n", "news", "-O", "json")
-    assert r.called("ps_cache_get") == [("ps.x", "news", 10, [], "", "{}", "{}", "alice")]
+    assert r.called("ps_cache_get") == [("ps.x", "news", 10, [], "", "", "{}", "alice")]
     assert json.loads(r.out) == ITEMS
     r = await li("pubsub", "cache", "sync", "-s", "ps.x", "-n", "news")
     assert r.plugin_calls == [("ps_cache_sync", ("ps.x", "news", "alice"))]
@@ -577,6 +580,7 @@ async def test_cache_purge_and_reset() -> None:
     assert r.code == C.EXIT_CANCELLED and not r.called("ps_cache_purge")
     r = await li("pubsub", "cache", "purge", "-f")
     assert r.called("ps_cache_purge") == [("{}",)]
+    assert r.out == "7 cached items removed\n"
     r = await li("pubsub", "cache", "reset")
     assert r.code == C.EXIT_CANCELLED and "add -f" in r.err
     assert not r.called("ps_cache_reset")
