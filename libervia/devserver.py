@@ -35,6 +35,11 @@ MODULES = (
     "smacks",
     "blocklist",
 )
+#: the account allowed to create nodes on the pubsub component (Prosody restricts node
+#: creation there to admins); its password is the sandbox's / tests' choice
+PUBSUB_ADMIN = "pubsub-admin"
+#: most items a node may keep (PEP and the component; Prosody's default is 256)
+MAX_ITEMS = 100_000
 
 
 def make_certificate(certs: Path, domain: str = DOMAIN, days: int = 2) -> tuple[Path, Path]:
@@ -68,7 +73,11 @@ def config_text(
     extra: str = "",
     domain: str = DOMAIN,
 ) -> str:
-    """The whole Prosody configuration (Lua) of a server keeping its files in ``directory``."""
+    """The whole Prosody configuration (Lua) of a server keeping its files in ``directory``.
+
+    Besides the virtual host ``domain``, a pubsub component ``pubsub.<domain>`` where the
+    account ``PUBSUB_ADMIN@<domain>`` may create nodes.
+    """
     enabled = ", ".join(f'"{m}"' for m in modules)
     return f"""-- written by libervia/devserver.py
 {"run_as_root = true" if run_as_root else ""}
@@ -92,6 +101,11 @@ allow_registration = false
 certificates = "{cert.parent}"
 ssl = {{ key = "{key}", certificate = "{cert}" }}
 archive_expires_after = "{archive_expires_after}"
+pep_max_items = {MAX_ITEMS}
 {extra}
 VirtualHost "{domain}"
+
+Component "pubsub.{domain}" "pubsub"
+    admins = {{ "{PUBSUB_ADMIN}@{domain}" }}
+    pubsub_max_items = {MAX_ITEMS}
 """

@@ -263,8 +263,11 @@ class PubsubCache:
         return False
 
     async def read(self, node: PubsubNode, request: ItemsRequest) -> ItemsResult:
-        """Answer an items request from the cached items of a synchronised node."""
+        """Answer an items request from the cached items of a synchronised node, in the
+        service's order (oldest first; ``max_items`` alone: the most recent ones)."""
         rsm = request.rsm
+        if rsm is None and request.max_items is not None and not request.item_ids:
+            rsm = RSMRequest(max=request.max_items, before="")
         max_items = request.max_items
         if rsm is not None and rsm.max is not None:
             max_items = rsm.max
@@ -275,7 +278,9 @@ class PubsubCache:
             before=rsm.before if rsm else None,
             after=rsm.after if rsm else None,
             from_index=rsm.index if rsm else None,
-            order_by=request.order_by or "creation",
+            # a node's own order is by last publication: a republished item moves to the end
+            order_by=request.order_by or "modification",
+            desc=False,
         )
         complete = meta.index is None or meta.index + len(items) >= meta.count
         return ItemsResult(
@@ -375,11 +380,7 @@ class PubsubCache:
             items = await self._fetch_all(client, node)
             parsed = self._parse(analyser, items)
             await self.host.storage.delete_pubsub_items(node)
-            # the service gives the newest first: store the oldest first, so that the cache's
-            # creation order is the service's order
-            items.reverse()
-            if parsed is not None:
-                parsed.reverse()
+            # stored in the service's order: the cache's creation order is the node's order
             await self.host.storage.cache_pubsub_items(node, items, parsed)
             await self._apply_pending(client, node, key, analyser)
             await self.host.storage.update_pubsub_node_sync_state(node, SyncState.COMPLETED)
@@ -395,7 +396,8 @@ class PubsubCache:
             self._syncing.pop(key, None)
 
     async def _fetch_all(self, client: Any, node: PubsubNode) -> list[domish.Element]:
-        """Every item of the node, newest first (RSM pages when the service pages)."""
+        """Every item of the node, in its order (RSM pages when the service pages; a service
+        ignoring RSM sends everything at once)."""
         items: list[domish.Element] = []
         seen: set[str] = set()
         after: str | None = None
@@ -407,6 +409,8 @@ class PubsubCache:
                 rsm=RSMRequest(max=SYNC_PAGE_SIZE, after=after),
                 use_cache=False,
             )
+            if page.unpaged is not None:
+                return [normalised_item(i) for i in page.unpaged]
             new = [i for i in page.items if (i.getAttribute("id") or "") not in seen]
             items.extend(normalised_item(i) for i in new)
             seen.update(i.getAttribute("id") or "" for i in new)
@@ -530,9 +534,15 @@ class PubsubCache:
     async def _changed(self, client: Any, node: PubsubNode) -> bool:
         """Whether the service's newest items or item count differ from the cache."""
         page = await self.ps.get_items(
-            client, node.service, node.name, rsm=RSMRequest(max=CHECK_PAGE_SIZE), use_cache=False
+            client,
+            node.service,
+            node.name,
+            rsm=RSMRequest(max=CHECK_PAGE_SIZE, before=""),
+            use_cache=False,
         )
-        cached, meta = await self.host.storage.get_items(node, max_items=CHECK_PAGE_SIZE)
+        cached, meta = await self.host.storage.get_items(
+            node, max_items=CHECK_PAGE_SIZE, before="", order_by="modification", desc=False
+        )
         if page.rsm is not None and page.rsm.count is not None and page.rsm.count != meta.count:
             return True
         theirs = [xml_tools.serialise(normalised_item(i)) for i in page.items]

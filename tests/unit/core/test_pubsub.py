@@ -34,7 +34,7 @@ async def started(tmp_path: Path):
 async def request(stream, coro_or_task):
     """Start a call, return (task, the stanza it sent as XML, its id)."""
     task = asyncio.ensure_future(coro_or_task)
-    for _ in range(100):
+    for _ in range(100_000):  # the cache's trigger reads the database (a thread) first
         await asyncio.sleep(0)
         sent = stream.sent_xml()
         if sent:
@@ -383,3 +383,31 @@ def test_rsm_request_validation() -> None:
     assert RSMRequest(3, index=6).to_element().toXml() == (
         f"<set xmlns='{RSM}'><max>3</max><index>6</index></set>"
     )
+
+
+def test_page_locally_cuts_rsm_pages_out_of_a_whole_node() -> None:
+    from twisted.words.xish import domish
+
+    from libervia.backend.plugins.plugin_xep_0060 import page_locally
+
+    every = []
+    for n in range(5):
+        item = domish.Element((PS, "item"))
+        item["id"] = f"i{n}"
+        every.append(item)
+
+    def cut(rsm: RSMRequest) -> tuple[list[str], RSMResponse | None, bool | None]:
+        page = page_locally(every, rsm)
+        assert page.unpaged is every
+        return [i["id"] for i in page.items], page.rsm, page.complete
+
+    assert cut(RSMRequest(2)) == (["i0", "i1"], RSMResponse("i0", "i1", 0, 5), False)
+    assert cut(RSMRequest(2, after="i2")) == (["i3", "i4"], RSMResponse("i3", "i4", 3, 5), True)
+    assert cut(RSMRequest(2, before="")) == (["i3", "i4"], RSMResponse("i3", "i4", 3, 5), True)
+    assert cut(RSMRequest(3, before="i2")) == (["i0", "i1"], RSMResponse("i0", "i1", 0, 5), False)
+    assert cut(RSMRequest(2, index=4)) == (["i4"], RSMResponse("i4", "i4", 4, 5), True)
+    assert cut(RSMRequest(2, after="i4")) == ([], RSMResponse(count=5), True)
+    assert cut(RSMRequest(None, after="i1"))[0] == ["i2", "i3", "i4"]
+    with pytest.raises(XMPPError) as failure:
+        page_locally(every, RSMRequest(2, after="nope"))
+    assert failure.value.condition == "item-not-found"

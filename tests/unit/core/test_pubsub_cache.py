@@ -27,10 +27,13 @@ SERVICE = JID("pubsub.localhost")
 
 
 class FakePubsub:
-    """Answers the pubsub IQs a client sent on a FakeStream; items are kept newest first."""
+    """Answers the pubsub IQs a client sent on a FakeStream. Items are kept in publication
+    order (a republished item moves to the end), as Prosody does; with ``rsm`` False, RSM
+    requests are ignored and the whole node is sent (Prosody 0.12)."""
 
-    def __init__(self, stream: Any) -> None:
+    def __init__(self, stream: Any, rsm: bool = True) -> None:
         self.stream = stream
+        self.rsm = rsm
         self.nodes: dict[str, list[tuple[str, str]]] = {}
         #: (request kind, node) of every IQ answered
         self.log: list[tuple[str, str]] = []
@@ -40,7 +43,7 @@ class FakePubsub:
 
     def publish(self, node: str, item_id: str, text: str, ns: str = NS_NOTE) -> None:
         items = [i for i in self.nodes.setdefault(node, []) if i[0] != item_id]
-        self.nodes[node] = [(item_id, f"<note xmlns='{ns}'>{text}</note>"), *items]
+        self.nodes[node] = [*items, (item_id, f"<note xmlns='{ns}'>{text}</note>")]
 
     def pump(self) -> None:
         for iq in self.stream.sent():
@@ -73,21 +76,31 @@ class FakePubsub:
 
     def items(self, node: str, items_el: domish.Element, pubsub: domish.Element) -> str:
         every = self.nodes.get(node, [])
+        names = [i[0] for i in every]
         wanted = [i["id"] for i in items_el.elements(PS, "item")]
-        rsm = next(pubsub.elements(RSM, "set"), None)
+        rsm = next(pubsub.elements(RSM, "set"), None) if self.rsm else None
         start, chosen = 0, every
         if wanted:
             chosen = [i for i in every if i[0] in wanted]
         elif rsm is not None:
             values = {c.name: str(c) for c in rsm.elements()}
-            if "after" in values:
-                start = [i[0] for i in every].index(values["after"]) + 1
-            chosen = every[start : start + int(values.get("max", len(every)))]
+            size = int(values.get("max", len(every)))
+            if "index" in values:
+                start = int(values["index"])
+            elif "after" in values:
+                start = names.index(values["after"]) + 1
+            elif "before" in values:
+                end = names.index(values["before"]) if values["before"] else len(every)
+                start = max(0, end - size)
+                size = min(size, end - start)
+            chosen = every[start : start + size]
         elif items_el.getAttribute("max_items"):
-            chosen = every[: int(items_el["max_items"])]
+            chosen = every[-int(items_el["max_items"]) :]
         body = "".join(f"<item id='{i}'>{payload}</item>" for i, payload in chosen)
         meta = ""
-        if rsm is not None and chosen:
+        if rsm is not None and not chosen:  # an empty page: the count only (XEP-0059 §2.5)
+            meta = f"<set xmlns='{RSM}'><count>{len(every)}</count></set>"
+        elif rsm is not None:
             meta = (
                 f"<set xmlns='{RSM}'><first index='{start}'>{chosen[0][0]}</first>"
                 f"<last>{chosen[-1][0]}</last><count>{len(every)}</count></set>"
@@ -103,7 +116,7 @@ def parse_note(item: domish.Element) -> dict[str, Any]:
     return {"text": text, "length": len(text)}
 
 
-async def started(tmp_path: Path, **analyser: Any):
+async def started(tmp_path: Path, rsm: bool = True, **analyser: Any):
     host = await started_host(tmp_path)
     client, stream = await logged_in(host, "alice", ALICE)
     stream.sent()
@@ -112,7 +125,7 @@ async def started(tmp_path: Path, **analyser: Any):
         {"name": "notes", "type": "note", "namespace": NS_NOTE, "to_sync": True,
          "parser": parse_note, **analyser}
     )  # fmt: skip
-    return host, client, FakePubsub(stream), cache
+    return host, client, FakePubsub(stream, rsm), cache
 
 
 async def run(service: FakePubsub, coro: Any) -> Any:
@@ -155,32 +168,38 @@ def event(service: FakePubsub, inner: str) -> None:
     )
 
 
+@pytest.mark.parametrize("rsm", [True, False], ids=["service-rsm", "service-without-rsm"])
 @aio
-async def test_synchronised_node_is_read_from_the_database(tmp_path: Path) -> None:
-    host, client, service, cache = await started(tmp_path)
+async def test_synchronised_node_is_read_from_the_database(tmp_path: Path, rsm: bool) -> None:
+    host, client, service, cache = await started(tmp_path, rsm)
     ps = host.plugins["XEP-0060"]
     try:
         for n in range(7):
             service.publish("notes", f"n{n}", f"note {n}")
         first = await run(service, ps.get_items(client, SERVICE, "notes", 3))
-        assert ids(first) == ["n6", "n5", "n4"] and not first.cached
+        assert ids(first) == ["n4", "n5", "n6"] and not first.cached
         await settle(service, cache, client)
         assert await node_state(host, "notes") is SyncState.COMPLETED
         assert ("subscribe", "notes") in service.log
         asked = len(service.log)
         cached = await ps.get_items(client, SERVICE, "notes", 3)
-        assert cached.cached and ids(cached) == ["n6", "n5", "n4"]
+        assert cached.cached and ids(cached) == ["n4", "n5", "n6"]
         assert service.stream.sent() == [] and len(service.log) == asked  # no IQ left
         # RSM paging from the cache equals paging from the service
-        for rsm in (RSMRequest(2), RSMRequest(2, after="n5"), RSMRequest(3, after="n2")):
-            local = await ps.get_items(client, SERVICE, "notes", rsm=rsm)
-            remote = await run(service, ps.get_items(client, SERVICE, "notes", rsm=rsm,
+        requests = (
+            RSMRequest(2), RSMRequest(2, after="n1"), RSMRequest(3, after="n4"),
+            RSMRequest(2, before=""), RSMRequest(2, before="n3"), RSMRequest(4, before="n2"),
+            RSMRequest(2, index=3), RSMRequest(None, after="n2"), RSMRequest(9, after="n6"),
+        )  # fmt: skip
+        for request in requests:
+            local = await ps.get_items(client, SERVICE, "notes", rsm=request)
+            remote = await run(service, ps.get_items(client, SERVICE, "notes", rsm=request,
                                                      use_cache=False))  # fmt: skip
             assert ids(local) == ids(remote)
             assert local.rsm == remote.rsm
             assert [i.toXml() for i in local.items] == [i.toXml() for i in remote.items]
         last = await ps.get_items(client, SERVICE, "notes", rsm=RSMRequest(2, before=""))
-        assert ids(last) == ["n1", "n0"] and last.complete
+        assert ids(last) == ["n5", "n6"] and last.complete
         # parsed data is searchable
         found = json.loads(
             await host.bridge.methods["ps_cache_search"](
@@ -206,13 +225,13 @@ async def test_notifications_keep_the_cache_up_to_date(tmp_path: Path) -> None:
                        "</item></items>")  # fmt: skip
         await settle(service, cache, client)
         page = await ps.get_items(client, SERVICE, "notes")
-        assert page.cached and ids(page) == ["n3", "n2", "n1", "n0"]
-        assert page.items[0].toXml() == (
+        assert page.cached and ids(page) == ["n0", "n1", "n2", "n3"]
+        assert page.items[-1].toXml() == (
             f"<item xmlns='{PS}' id='n3'><note xmlns='{NS_NOTE}'>new</note></item>"
         )
         event(service, "<items node='notes'><retract id='n1'/></items>")
         await settle(service, cache, client)
-        assert ids(await ps.get_items(client, SERVICE, "notes")) == ["n3", "n2", "n0"]
+        assert ids(await ps.get_items(client, SERVICE, "notes")) == ["n0", "n2", "n3"]
         signals = [a for s, a in host.bridge.emitted if s == "ps_event"]
         assert [(a[0], a[3]) for a in signals] == [("note", "items"), ("note", "retract")]
         event(service, "<purge node='notes'/>")
@@ -249,7 +268,7 @@ async def test_notifications_during_synchronisation_are_applied_after_it(tmp_pat
         await run(service, sync)
         await settle(service, cache, client)
         page = await ps.get_items(client, SERVICE, "notes")
-        assert page.cached and ids(page) == ["n9", "n2", "n1"]
+        assert page.cached and ids(page) == ["n1", "n2", "n9"]
     finally:
         await host.stop()
 
@@ -269,7 +288,7 @@ async def test_failing_parser_marks_the_node_in_error_and_reads_go_to_the_servic
         assert "unparsable note" in caplog.text
         for _ in range(2):
             page = await run(service, ps.get_items(client, SERVICE, "notes"))
-            assert ids(page) == ["bad", "ok"] and not page.cached
+            assert ids(page) == ["ok", "bad"] and not page.cached
         assert caplog.text.count("not cached") == 1  # logged once
         with pytest.raises(NotFound):
             await host.bridge.methods["ps_cache_get"]("pubsub.localhost", "notes", -1, [], "",
@@ -315,7 +334,7 @@ async def test_reconnection_check_resynchronises_changed_nodes(tmp_path: Path) -
         assert await run(service, cache._check_nodes(client)) == 1
         await settle(service, cache, client)
         page = await ps.get_items(client, SERVICE, "notes")
-        assert page.cached and ids(page) == ["n3", "n2", "n1"]
+        assert page.cached and ids(page) == ["n1", "n2", "n3"]
     finally:
         await host.stop()
 
@@ -330,11 +349,11 @@ async def test_bridge_purge_reset_and_get(tmp_path: Path) -> None:
         await run(service, methods["ps_cache_sync"]("pubsub.localhost", "notes", "alice"))
         got = json.loads(
             await methods["ps_cache_get"](
-                "pubsub.localhost", "notes", 2, [], "", '{"after": "n3"}', "", "alice"
+                "pubsub.localhost", "notes", 2, [], "", '{"after": "n0"}', "", "alice"
             )  # fmt: skip
         )
-        assert [i.split("id='")[1][:2] for i in got["items"]] == ["n2", "n1"]
-        assert got["cached"] and got["rsm"] == {"first": "n2", "last": "n1", "index": 1,
+        assert [i.split("id='")[1][:2] for i in got["items"]] == ["n1", "n2"]
+        assert got["cached"] and got["rsm"] == {"first": "n1", "last": "n2", "index": 1,
                                                 "count": 4}  # fmt: skip
         with pytest.raises(InvalidInput):
             await methods["ps_cache_purge"]('{"types": "note"}')

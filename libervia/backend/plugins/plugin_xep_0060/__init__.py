@@ -70,12 +70,51 @@ FormValues = Mapping[str, str | bool | int | Sequence[str]]
 @dataclass
 class ItemsResult:
     """A page of items: ``<item/>`` elements, the RSM metadata when known, whether the page
-    reaches the end of the set (None: unknown), and whether the cache answered."""
+    reaches the end of the set (None: unknown), and whether the cache answered.
+
+    ``unpaged`` is the whole node as the service sent it, when the service ignored the RSM
+    request and the page was cut locally (:func:`page_locally`)."""
 
     items: list[domish.Element]
     rsm: RSMResponse | None = None
     complete: bool | None = None
     cached: bool = False
+    unpaged: list[domish.Element] | None = None
+
+
+def page_locally(every: list[domish.Element], rsm: RSMRequest) -> ItemsResult:
+    """Cut an RSM page out of a whole node (for services ignoring RSM, such as Prosody 0.12).
+
+    Raises:
+        XMPPError: ``before``/``after`` is not an item of the node (``item-not-found``, as a
+            service would answer).
+    """
+    ids = [i.getAttribute("id") for i in every]
+    size = rsm.max
+
+    def position(item_id: str) -> int:
+        try:
+            return ids.index(item_id)
+        except ValueError:
+            raise XMPPError(f"item {item_id!r} is not in the node", "item-not-found") from None
+
+    if rsm.after is not None:
+        start = position(rsm.after) + 1
+        end = len(every) if size is None else min(len(every), start + size)
+    elif rsm.before is not None:
+        end = len(every) if rsm.before == "" else position(rsm.before)
+        start = 0 if size is None else max(0, end - size)
+    else:
+        start = min(rsm.index or 0, len(every))
+        end = len(every) if size is None else min(len(every), start + size)
+    page = every[start:end]
+    meta = RSMResponse(
+        first=ids[start] if page else None,
+        last=ids[end - 1] if page else None,
+        index=start if page else None,
+        count=len(every),
+    )
+    return ItemsResult(page, meta, end >= len(every), unpaged=every)
 
 
 @dataclass
@@ -340,6 +379,11 @@ class XEP_0060:  # noqa: N801 - plugin classes are named after their XEP
     ) -> ItemsResult:
         """A page of a node's items (from the pubsub cache when it can answer).
 
+        Items come in the node's order, oldest first (as Prosody and most services send
+        them); ``max_items`` alone asks for the most recent ones (XEP-0060 §6.5.7), in that
+        order too. ``rsm`` pages through that order (``before=""``: the last, most recent,
+        page); a service ignoring RSM sends the whole node and the page is cut here.
+
         ``order_by`` (``creation``/``modification``, XEP-0413) is sent only to services
         announcing ``urn:xmpp:order-by:1``; others use their own order.
         """
@@ -394,6 +438,8 @@ class XEP_0060:  # noqa: N801 - plugin classes are named after their XEP
         items_el = _child(pubsub, NS_PUBSUB, "items")
         items = list(items_el.elements(NS_PUBSUB, "item")) if items_el is not None else []
         rsm_response = RSMResponse.find(pubsub)
+        if rsm_response is None and request.rsm is not None and not request.item_ids:
+            return page_locally(items, request.rsm)
         complete = None
         if rsm_response is not None and rsm_response.count is not None:
             if rsm_response.index is not None:
