@@ -49,7 +49,7 @@ PLUGIN_INFO = {
     "import_name": "XEP-0277",
     "type": "XEP",
     "protocols": ["XEP-0277"],
-    "dependencies": ["XEP-0060"],
+    "dependencies": ["XEP-0030", "XEP-0060"],
     "recommendations": ["PUBSUB_CACHE"],
     "main": "XEP_0277",
     "handler": False,
@@ -160,6 +160,8 @@ class XEP_0277:  # noqa: N801 - plugin classes are named after their XEP
     def __init__(self, host: Any) -> None:
         self.host = host
         self.pubsub = host.plugins["XEP-0060"]
+        # PEP (XEP-0163): our contacts' servers send us their new posts
+        host.plugins["XEP-0030"].add_feature(f"{NS_MICROBLOG}+notify")
         self._register_bridge(host.bridge)
         if "PUBSUB_CACHE" in host.plugins:
             host.plugins["PUBSUB_CACHE"].register_analyser(

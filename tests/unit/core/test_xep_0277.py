@@ -15,6 +15,7 @@ from twisted.words.protocols.jabber.jid import JID
 from libervia.backend.core.config import Config
 from libervia.backend.core.exceptions import InvalidInput, XMPPError
 from libervia.backend.core.main import LiberviaBackend, NullBridge
+from libervia.backend.plugins.plugin_xep_0030 import XEP_0030
 from libervia.backend.plugins.plugin_xep_0060 import ItemsResult
 from libervia.backend.plugins.plugin_xep_0277 import XEP_0277, cache_parser, parse_microblog_item
 from libervia.backend.tools import xml as xml_tools
@@ -462,7 +463,9 @@ class FakeHost:
 def test_analyser_registered_with_pubsub_cache() -> None:
     """With the pubsub cache loaded, microblog nodes are synchronised and parsed."""
     cache = FakeCache()
-    XEP_0277(FakeHost({"XEP-0060": object(), "PUBSUB_CACHE": cache}))
+    disco = XEP_0030(None)
+    XEP_0277(FakeHost({"XEP-0030": disco, "XEP-0060": object(), "PUBSUB_CACHE": cache}))
+    assert "urn:xmpp:microblog:0+notify" in disco.features  # PEP notifications of contacts
     (analyser,) = cache.analysers
     assert {k: v for k, v in analyser.items() if k != "parser"} == {
         "name": "XEP-0277",
@@ -475,7 +478,7 @@ def test_analyser_registered_with_pubsub_cache() -> None:
     assert cache_parser(xml_tools.parse(entry("ok", "T")))["id"] == "ok"
     assert cache_parser(xml_tools.parse("<item id='bad'><p xmlns='urn:x'/></item>")) is None
     # without the cache: nothing to register, the bridge methods are there all the same
-    host = FakeHost({"XEP-0060": object()})
+    host = FakeHost({"XEP-0030": disco, "XEP-0060": object()})
     XEP_0277(host)
     assert set(host.bridge.methods) == {"mb_send", "mb_get", "mb_retract"}
 
