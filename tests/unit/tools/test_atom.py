@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
@@ -359,12 +358,10 @@ XXE = (
 )
 
 
-def test_billion_laughs_refused_quickly() -> None:
-    """Entity expansion is never attempted: an AtomError, at once."""
-    start = time.perf_counter()
+def test_billion_laughs_refused_before_parsing() -> None:
+    """Entity expansion is never attempted: the DOCTYPE is refused before any parsing."""
     with pytest.raises(AtomError, match="DOCTYPE"):
         parse_entry(BILLION_LAUGHS)
-    assert time.perf_counter() - start < 0.5
 
 
 def test_external_entity_not_read() -> None:
