@@ -25,11 +25,14 @@ exclude_patterns.append("_generated")
 
 
 def write_bridge_reference(app: object) -> None:
-    from libervia.backend.bridge.api import core_api
+    from libervia.backend.bridge.reference import full_api
 
     out = DOC / "_generated" / "bridge_api.rst"
     out.parent.mkdir(exist_ok=True)
-    text = core_api().to_rst()
+    api, refused = full_api()
+    if refused:
+        raise RuntimeError(f"plugins not loaded, their bridge methods would be missing: {refused}")
+    text = api.to_rst()
     if not out.exists() or out.read_text() != text:  # unchanged: no needless rebuild
         out.write_text(text)
 
