@@ -17,8 +17,10 @@ Known points (name: arguments, emitter):
 ``client_lost``: ``client, reason``, when an established stream ended, before the profile is
 cleaned up; False takes the loss over (core);
 ``backend_stopping``: no argument, when the backend starts stopping (core);
-``XEP-0060_items``: ``client, service, node, max_items, item_ids, sub_id, rsm, extra``, before
-a pubsub items request (XEP-0060 plugin; the pubsub cache short-circuits it).
+``XEP-0060_items``: ``client, request``, before a pubsub items request; a callback answering
+it sets ``request.result`` and returns False (XEP-0060 plugin; the pubsub cache does);
+``XEP-0060_event``: ``client, event``, for each pubsub notification, in arrival order
+(XEP-0060 plugin; the pubsub cache follows its nodes there).
 
 Plugins document the points they emit in their docstring and add them here.
 """
