@@ -12,7 +12,8 @@ from rich.markup import escape
 
 from libervia.cli import constants as C
 from libervia.cli.base import Cli, Command, CommandError, Group, in_thread
-from libervia.cli.cmd_pubsub import (
+from libervia.cli.output import Output, format_time
+from libervia.cli.pubsub_common import (
     add_force,
     add_node,
     add_page_arguments,
@@ -21,7 +22,6 @@ from libervia.cli.cmd_pubsub import (
     page_request,
     page_text,
 )
-from libervia.cli.output import Output, format_time
 
 #: the microblog node, used when -n is not given
 MICROBLOG_NODE = "urn:xmpp:microblog:0"

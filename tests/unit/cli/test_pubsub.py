@@ -17,16 +17,9 @@ import pytest
 from libervia.cli import base
 from libervia.cli import constants as C
 from libervia.cli.base import Cli, Command, build_parser, iter_commands, main, parse_args
-from libervia.cli.cmd_pubsub import (
-    check_payload,
-    fields_dict,
-    order_arg,
-    page_text,
-    parsed_filter,
-    parsed_path,
-    search_query,
-)
+from libervia.cli.cmd_pubsub_cache import order_arg, parsed_filter, parsed_path, search_query
 from libervia.cli.output import format_time
+from libervia.cli.pubsub_common import check_payload, fields_dict, page_text
 from libervia.frontends.bridge.client import BridgeError
 from tests.conftest import aio
 from tests.unit.cli.test_run import FakeBridge
