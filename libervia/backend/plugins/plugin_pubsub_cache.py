@@ -251,12 +251,23 @@ class PubsubCache:
             node = await self.host.storage.get_pubsub_node(
                 client.profile, request.service, request.node
             )
-            if node is None:
+        except Exception as e:
+            self._give_up(key, f"cannot read the cache: {e!r}")
+            return True
+        if node is None:
+            try:
                 await self._first_request(client, request.service, request.node)
-                return True
-            if node.sync_state is not SyncState.COMPLETED:
-                return True
+            except Exception as e:
+                # e.g. the node does not exist (yet): the service answers the request itself
+                self._give_up(key, f"analysis failed: {e}")
+            return True
+        if node.sync_state is not SyncState.COMPLETED:
+            return True
+        try:
             request.result = await self.read(node, request)
+        except (NotFound, InvalidInput):
+            # e.g. RSM "after" an item the node does not have: the service gives its own error
+            return True
         except Exception as e:
             self._give_up(key, f"cannot read the cache: {e!r}")
             return True

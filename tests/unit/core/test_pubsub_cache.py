@@ -396,3 +396,22 @@ def test_register_analyser_validation() -> None:
     assert cache.analyser_for_name("x/1")["name"] == "p"
     assert cache.analyser_for_name("n")["name"] == "a"
     assert cache.analyser_for_name("nn") is None
+
+
+@aio
+async def test_bad_page_request_goes_to_the_service_and_keeps_the_cache(tmp_path: Path) -> None:
+    """An RSM request for an unknown item gets the service's own error; the node stays cached."""
+    from libervia.backend.core.exceptions import XMPPError
+
+    host, client, service, cache = await started(tmp_path, rsm=False)
+    ps = host.plugins["XEP-0060"]
+    try:
+        service.publish("notes", "n0", "zero")
+        await run(service, cache.synchronise(client, SERVICE, "notes"))
+        with pytest.raises(XMPPError) as failure:
+            await run(service, ps.get_items(client, SERVICE, "notes", rsm=RSMRequest(2, after="x")))
+        assert failure.value.condition == "item-not-found"
+        page = await ps.get_items(client, SERVICE, "notes")
+        assert page.cached and ids(page) == ["n0"]
+    finally:
+        await host.stop()
