@@ -18,6 +18,9 @@ from libervia.backend.core.messages import signal_args
 from libervia.backend.core.xmpp import parse_jid_arg
 from libervia.backend.memory.params import ParamType
 
+#: profile key of progress_get_all meaning every profile
+ALL_PROFILES = "@ALL@"
+
 #: history_get filters: name -> converter of the string value
 HISTORY_FILTERS = {
     "search": str,
@@ -277,3 +280,24 @@ class CoreAdapters:
         entity = parse_jid_arg(entity_jid, "entity") if entity_jid else None
         items = await self._disco().get_items(client, entity, node)
         return [[item.entity.full(), item.nodeIdentifier or "", item.name or ""] for item in items]
+
+    # --- actions and progress -----------------------------------------------------------------
+
+    async def action_launch(self, action_id: str, data: str, profile_key: str) -> str:
+        answer = parse_json_dict(data, "action data")
+        self.host.actions.launch(await self._name(profile_key), action_id, answer)
+        return "{}"
+
+    async def progress_get(self, progress_id: str, profile: str) -> dict[str, str]:
+        position = self.host.progress.get(await self._name(profile), progress_id)
+        return {key: str(value) for key, value in position.items()}
+
+    async def progress_get_all(self, profile: str) -> dict[str, dict[str, dict[str, str]]]:
+        name = None if profile == ALL_PROFILES else await self._name(profile)
+        return {
+            profile_name: {
+                progress_id: {key: str(value) for key, value in position.items()}
+                for progress_id, position in running.items()
+            }
+            for profile_name, running in self.host.progress.get_all(name).items()
+        }

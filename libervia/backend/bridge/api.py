@@ -469,6 +469,37 @@ CORE_METHODS: tuple[Method, ...] = (
         "Service discovery items (XEP-0030) of an entity.",
         returns_doc="(jid, node, name) per item",
     ),
+    # actions and progress
+    Method(
+        "action_launch",
+        (
+            A("action_id", "s", "id received with action_new"),
+            A("data", "s", "serialised dict: the answer (its keys depend on the action type)"),
+            PROFILE_KEY,
+        ),
+        "s",
+        "Answer an action announced by action_new (e.g. a file offer: "
+        '{"accept": true, "path": directory, "overwrite": false}). Fails with NotFound when '
+        "the action is unknown, already answered or cancelled, and InvalidInput when data is "
+        "not a JSON object.",
+        returns_doc='serialised dict, "{}" for now',
+    ),
+    Method(
+        "progress_get",
+        (A("progress_id", "s", "id received with progress_started"), PROFILE),
+        "a{ss}",
+        "Position of a running operation. Fails with NotFound when it is unknown or already "
+        "finished or failed.",
+        returns_doc='{"position": bytes done, "size": total bytes}, numbers as decimal strings',
+    ),
+    Method(
+        "progress_get_all",
+        (A("profile", "s", 'profile name, "@DEFAULT@", or "@ALL@" for every profile'),),
+        "a{sa{sa{ss}}}",
+        "Positions of every running operation.",
+        returns_doc="profile -> progress id -> position (as progress_get); a named profile is "
+        'always present (maybe empty), "@ALL@" lists the profiles with running operations',
+    ),
 )
 
 CORE_SIGNALS: tuple[Signal, ...] = (
@@ -519,7 +550,19 @@ CORE_SIGNALS: tuple[Signal, ...] = (
             SECURITY_LIMIT,
             PROFILE,
         ),
-        "Something needs the user (a confirmation, a form...).",
+        "Something needs the user (a confirmation, a form...); answer it with action_launch. "
+        'action_data has at least "type" (e.g. "file", "subscription").',
+    ),
+    Signal(
+        "action_update",
+        (
+            A("action_id", "s", "id of the action (as in action_new)"),
+            A("data", "s", 'serialised dict, e.g. {"status": "cancelled", "reason": "..."}'),
+            PROFILE,
+        ),
+        'A pending action changed: with status "cancelled" it can no longer be answered '
+        '(reason "disconnected": the profile disconnected; or the peer cancelled, or another '
+        "device answered): frontends stop asking.",
     ),
     Signal(
         "progress_started",

@@ -34,6 +34,7 @@ class ErrorCode(StrEnum):
     TIMEOUT = "Timeout"
     XMPP_ERROR = "XMPPError"
     NOT_READY = "NotReady"
+    CANCELLED = "Cancelled"
 
 
 class LiberviaError(Exception):
@@ -146,3 +147,17 @@ class NotReady(LiberviaError):
     """The daemon is still starting (or stopping)."""
 
     code = ErrorCode.NOT_READY
+
+
+class ActionCancelled(LiberviaError):
+    """A pending action (see ``core/actions.py``) was cancelled before the user answered.
+
+    ``reason`` says why: ``"disconnected"`` (the profile disconnected), or whatever the
+    cancelling code gave (e.g. the peer retracted its offer, another device answered).
+    """
+
+    code = ErrorCode.CANCELLED
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

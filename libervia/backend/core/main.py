@@ -1,7 +1,9 @@
 """LiberviaBackend: the host object. Wiring and lifecycle only.
 
 The host owns the configuration, the storage, the parameters, the profiles, the trigger
-manager, the plugins and the connected clients. The bridge is given to it (``host.bridge``)
+manager, the plugins, the connected clients, the questions pending for the user
+(``host.actions``, core/actions.py) and the running long operations (``host.progress``,
+core/progress.py). The bridge is given to it (``host.bridge``)
 by the daemon entry point: core never imports the bridge (DESIGN.md §3); it only calls
 ``bridge.emit(signal, *args)``, ``bridge.add_method(...)`` and ``bridge.add_signal(...)``.
 
@@ -23,6 +25,7 @@ from twisted.words.protocols.jabber.jid import JID
 from libervia.backend import __version__
 from libervia.backend.core import plugins as plugin_loader
 from libervia.backend.core import roster
+from libervia.backend.core.actions import ActionManager
 from libervia.backend.core.aio import background
 from libervia.backend.core.config import Config
 from libervia.backend.core.exceptions import (
@@ -34,6 +37,7 @@ from libervia.backend.core.exceptions import (
 from libervia.backend.core.log import get_logger
 from libervia.backend.core.messages import MessageManager
 from libervia.backend.core.profiles import ProfileManager
+from libervia.backend.core.progress import ProgressManager
 from libervia.backend.core.triggers import TriggerManager
 from libervia.backend.core.xmpp import (
     DEFAULT_PORT,
@@ -112,6 +116,8 @@ class LiberviaBackend:
         self.params = Params(self.storage)
         self.profiles = ProfileManager(self.storage, self.params, config)
         self.messages = MessageManager(self)
+        self.actions = ActionManager(self)
+        self.progress = ProgressManager(self)
         self.clients: dict[str, LiberviaClient] = {}
         self._connecting: dict[str, asyncio.Future[None]] = {}
         self._ready: asyncio.Future[None] = asyncio.get_event_loop().create_future()
@@ -272,7 +278,7 @@ class LiberviaBackend:
     async def prepare_client(self, name: str, settings: ConnectionSettings) -> LiberviaClient:
         """A client with every handler attached (core, then plugins), not connected yet."""
         client = LiberviaClient(name, settings, self.reactor, self.client_lost)
-        roster.setup(client, self._emit, self.trigger)
+        roster.setup(client, self._emit, self.trigger, self.actions)
         self.messages.setup(client)
         for handler in self.plugins.handlers(client):
             handler.setHandlerParent(client)
@@ -367,6 +373,9 @@ class LiberviaBackend:
             return
         del self.clients[client.profile]
         await self.plugins.profile_hook("profile_disconnected", client)
+        # after the plugins, which may end their own operations with a better message
+        self.actions.cancel_profile(client.profile)
+        self.progress.fail_profile(client.profile)
         self.bridge.emit("disconnected", client.profile)
 
     # --- messages -----------------------------------------------------------------------------

@@ -10,12 +10,15 @@ Frontends see:
 - ``presence_update(entity, show, priority, statuses)`` for every presence received
   (``show`` is ``"unavailable"`` when the entity went offline);
 - ``action_new`` with ``{"type": "subscription", "subtype": "subscribe", "from_jid": ...}``
-  when someone asks to see our presence; the user answers with ``subscription("subscribed" |
-  "unsubscribed", jid)``. A request from a contact we asked ourselves is accepted at once.
+  when someone asks to see our presence (an action of ``host.actions``); the user answers
+  with ``subscription("subscribed" | "unsubscribed", jid)``, or with ``action_launch`` and
+  ``{"accept": true | false}``. A request from a contact we asked ourselves is accepted at
+  once. Pending requests are cancelled (``action_update``) when the profile disconnects.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -31,6 +34,7 @@ from libervia.backend.core.triggers import TriggerManager
 from libervia.backend.tools.ids import time_ordered_uuid
 
 if TYPE_CHECKING:
+    from libervia.backend.core.actions import Action, ActionManager
     from libervia.backend.core.xmpp import LiberviaClient
 
 log = get_logger(__name__)
@@ -124,11 +128,20 @@ class PresenceHandler(xmppim.PresenceProtocol):
     presence we send (plugins add elements: entity capabilities...).
     """
 
-    def __init__(self, client: LiberviaClient, emit: Any, trigger: TriggerManager) -> None:
+    def __init__(
+        self,
+        client: LiberviaClient,
+        emit: Any,
+        trigger: TriggerManager,
+        actions: ActionManager | None = None,
+    ) -> None:
         super().__init__()
         self.client = client
         self.emit = emit
         self.trigger = trigger
+        self.actions = actions
+        #: bare JID -> the action asking the user about its subscription request
+        self.requests: dict[str, Action] = {}
         #: bare JID -> resource -> (show, priority, statuses)
         self.statuses: dict[str, dict[str, tuple[str, int, dict[str, str]]]] = {}
 
@@ -161,7 +174,33 @@ class PresenceHandler(xmppim.PresenceProtocol):
             self.subscribed(sender)
             return
         data = {"type": "subscription", "subtype": "subscribe", "from_jid": sender.full()}
-        self.emit("action_new", json.dumps(data), time_ordered_uuid(), 0, self.client.profile)
+        if self.actions is None:
+            self.emit("action_new", json.dumps(data), time_ordered_uuid(), 0, self.client.profile)
+            return
+        previous = self.requests.get(sender.full())
+        if previous is not None and previous.pending:
+            return  # the user is already being asked
+        action = self.actions.new(self.client, data)
+        self.requests[sender.full()] = action
+        action.answer.add_done_callback(lambda f: self._request_answered(sender, action, f))
+
+    def _request_answered(
+        self, sender: JID, action: Action, future: asyncio.Future[dict[str, Any]]
+    ) -> None:
+        if self.requests.get(sender.full()) is not action:
+            return  # already answered with subscription()
+        del self.requests[sender.full()]
+        if future.cancelled() or future.exception() is not None:
+            return
+        accept = future.result().get("accept")
+        if not isinstance(accept, bool):
+            log.warning(
+                "%s: answer to the subscription request of %s has no boolean 'accept': ignored",
+                self.client.profile,
+                sender,
+            )
+            return
+        self.answer("subscribed" if accept else "unsubscribed", sender)
 
     def send_presence(
         self, to: JID | None = None, show: str = "", statuses: dict[str, str] | None = None
@@ -193,6 +232,11 @@ class PresenceHandler(xmppim.PresenceProtocol):
                 f"subscription type must be one of {SUBSCRIPTION_ANSWERS}, not {sub_type!r}"
             )
         entity = entity.userhostJID()
+        request = self.requests.pop(entity.full(), None)
+        if request is not None and request.pending and self.actions is not None:
+            # answered without action_launch: the pending action is answered too
+            accept = sub_type == "subscribed"
+            self.actions.launch(self.client.profile, request.id, {"accept": accept})
         getattr(self, sub_type)(entity)
         if sub_type == "subscribed":
             contact = self.client.roster.get(entity) if self.client.roster else None
@@ -207,9 +251,18 @@ async def start_roster_and_presence(client: LiberviaClient) -> None:
     client.presence.send_presence()
 
 
-def setup(client: LiberviaClient, emit: Any, trigger: TriggerManager | None = None) -> None:
-    """Attach the roster and presence handlers to a client."""
+def setup(
+    client: LiberviaClient,
+    emit: Any,
+    trigger: TriggerManager | None = None,
+    actions: ActionManager | None = None,
+) -> None:
+    """Attach the roster and presence handlers to a client.
+
+    Subscription requests are asked through ``actions`` (``host.actions``); without it, only
+    the ``action_new`` signal is emitted (answered with ``subscription``).
+    """
     client.roster = RosterHandler(client, emit)
     client.roster.setHandlerParent(client)
-    client.presence = PresenceHandler(client, emit, trigger or TriggerManager())
+    client.presence = PresenceHandler(client, emit, trigger or TriggerManager(), actions)
     client.presence.setHandlerParent(client)

@@ -36,6 +36,9 @@ CORE_METHODS = {
     "presence_statuses_get": ("s", "a{sa{s(sia{ss})}}"),
     "disco_infos": ("ssbs", "(asa(sss)a{sa(a{ss}as)})"),
     "disco_items": ("ssbs", "a(sss)"),
+    "action_launch": ("sss", "s"),
+    "progress_get": ("ss", "a{ss}"),
+    "progress_get_all": ("s", "a{sa{sa{ss}}}"),
 }
 CORE_SIGNALS = {
     "connected": "ss",
@@ -45,6 +48,7 @@ CORE_SIGNALS = {
     "contact_new": "sa{ss}ass",
     "contact_deleted": "ss",
     "action_new": "ssis",
+    "action_update": "sss",
     "progress_started": "sss",
     "progress_finished": "sss",
     "progress_error": "sss",
