@@ -37,12 +37,13 @@ from typing import BinaryIO
 #: for " (12)" and for the ".<name>.part" of the partial file)
 MAX_NAME_BYTES = 200
 
+#: the longest name file systems accept (ext4, btrfs, XFS, NTFS in UTF-16 units...)
+_MAX_FS_NAME_BYTES = 255
+
 #: how many numbered duplicates ("name (N).ext") create_exclusive tries before giving up
 MAX_DUPLICATES = 9999
 
-#: the longest extension kept when a name is shortened (bytes, dot included)
-_MAX_EXTENSION_BYTES = 40
-#: an extension part: short, no white space
+#: an extension part: at most 16 characters (64 bytes of UTF-8), no white space
 _EXTENSION_PART = re.compile(r"[^\s.]{1,16}")
 
 _SEPARATORS = frozenset(
@@ -103,17 +104,14 @@ def _strip(name: str) -> str:
 
 
 def _split_extension(name: str) -> tuple[str, str]:
-    """``(stem, extension)``: up to two short dotted parts (``.tar.gz``), never the whole name."""
-    stem, extension = name, ""
-    for _ in range(2):
-        head, dot, part = stem.rpartition(".")
-        if (
-            not dot
-            or not _strip(head)
-            or not _EXTENSION_PART.fullmatch(part)
-            or len(f".{part}{extension}".encode()) > _MAX_EXTENSION_BYTES
-        ):
-            break
+    """``(stem, extension)``: the last short dotted part, with ``.tar`` before it
+    (``.tar.gz``); never the whole name (``.pdf`` alone has no stem, so no extension)."""
+    head, dot, part = name.rpartition(".")
+    if not dot or not _strip(head) or not _EXTENSION_PART.fullmatch(part):
+        return name, ""
+    stem, extension = head, f".{part}"
+    head, dot, part = stem.rpartition(".")
+    if dot and part.lower() == "tar" and _strip(head):
         stem, extension = head, f".{part}{extension}"
     return stem, extension
 
@@ -211,6 +209,10 @@ def create_exclusive(directory: Path, name: str) -> tuple[Path, BinaryIO]:
 
 def partial_path(final: Path) -> Path:
     """Where the data of ``final`` is written until it is complete: ``.<final name>.part`` in
-    the same directory (hidden; renamed to ``final`` on success, removed on failure)."""
+    the same directory (hidden; renamed to ``final`` on success, removed on failure).
+
+    The name of a :func:`create_exclusive` file always fits; a longer one is cut so that the
+    partial name stays within the 255 bytes file systems allow.
+    """
     final = Path(final)
-    return final.with_name(f".{final.name}.part")
+    return final.with_name(f".{_cut(final.name, _MAX_FS_NAME_BYTES - 6)}.part")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +25,8 @@ from libervia.backend.plugins.plugin_xep_0300 import (
     parse_hashes,
 )
 from libervia.backend.tools.xml import parse, serialise
+from tests.conftest import aio
+from tests.unit.core.fakes import started_host
 
 DATA = b"hello world\n"
 SHA256 = hashlib.sha256(DATA).digest()
@@ -203,3 +206,16 @@ def test_plugin_announces_features() -> None:
     assert plugin.best_algo(["sha-1", "sha-256"]) == "sha-256"
     assert plugin.parse_hashes(file_element("")) == {}
     assert plugin.digest_matches(SHA256, SHA256)
+
+
+@aio
+async def test_plugin_loads_in_the_daemon(tmp_path: Path) -> None:
+    """The daemon loads the plugin, and its features are in our disco#info."""
+    host = await started_host(tmp_path)
+    try:
+        assert isinstance(host.plugins["XEP-0300"], XEP_0300)
+        _, features = host.plugins["XEP-0030"].own_infos()
+        assert NS_HASHES in features
+        assert "urn:xmpp:hash-function-text-names:sha-256" in features
+    finally:
+        await host.stop()

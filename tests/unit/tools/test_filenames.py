@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 import unicodedata
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from libervia.backend.tools.filenames import (
 )
 
 # deterministic: the same examples on every run (CI never fails on a new random draw)
-PROPERTIES = settings(max_examples=300, deadline=None, derandomize=True)
+PROPERTIES = settings(max_examples=300, deadline=None, derandomize=True, database=None)
 
 FORBIDDEN = set('/\\<>:"|?*\ufeff\u2028\u2029') | {
     "\u2044",
@@ -240,6 +241,51 @@ def test_create_exclusive_numbers_duplicates(tmp_path: Path) -> None:
     path, file = create_exclusive(tmp_path, "archive.tar.gz")
     file.close()
     assert path.name == "archive (1).tar.gz"
+    for name, duplicate in [
+        ("v1.2.pdf", "v1.2 (1).pdf"),
+        ("notes", "notes (1)"),
+        ("x.TAR.XZ", "x (1).TAR.XZ"),
+        ("tar.gz", "tar (1).gz"),
+        ("a.b c", "a.b c (1)"),
+    ]:
+        for _ in range(2):
+            path, file = create_exclusive(tmp_path, name)
+            file.close()
+        assert path.name == duplicate
+
+
+def test_create_exclusive_concurrent(tmp_path: Path) -> None:
+    """Threads creating the same name at once all get a file of their own."""
+    barrier = threading.Barrier(8)
+    results: list[Path] = []
+    lock = threading.Lock()
+
+    def create(index: int) -> None:
+        barrier.wait()
+        path, file = create_exclusive(tmp_path, "same.bin")
+        with file:
+            file.write(bytes([index]))
+        with lock:
+            results.append(path)
+
+    threads = [threading.Thread(target=create, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    names = {p.name for p in results}
+    assert names == {"same.bin"} | {f"same ({n}).bin" for n in range(1, 8)}
+    assert sorted(p.read_bytes() for p in results) == [bytes([i]) for i in range(8)]
+
+
+def test_create_exclusive_gives_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """When every numbered name is taken, FileExistsError (no endless loop)."""
+    monkeypatch.setattr("libervia.backend.tools.filenames.MAX_DUPLICATES", 3)
+    for _ in range(4):
+        create_exclusive(tmp_path, "a")[1].close()
+    with pytest.raises(FileExistsError):
+        create_exclusive(tmp_path, "a")
+    assert len(list(tmp_path.iterdir())) == 4
 
 
 def test_create_exclusive_sanitises_and_stays_inside(tmp_path: Path) -> None:
@@ -300,6 +346,7 @@ def test_create_exclusive_missing_directory(tmp_path: Path) -> None:
     max_examples=50,
     deadline=None,
     derandomize=True,
+    database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(st.lists(names, min_size=1, max_size=6))
@@ -325,4 +372,18 @@ def test_partial_path() -> None:
     final = Path("/downloads/report (1).pdf")
     assert partial_path(final) == Path("/downloads/.report (1).pdf.part")
     long = Path("/d") / safe_file_name("é" * 300)
-    assert len(partial_path(long).name.encode()) <= 255
+    assert partial_path(long).name == f".{long.name}.part"
+    too_long = partial_path(Path("/d") / ("é" * 200))
+    assert too_long.parent == Path("/d") and too_long.name.endswith("é.part")
+    assert len(too_long.name.encode()) <= 255
+
+
+def test_partial_then_final(tmp_path: Path) -> None:
+    """The intended use: reserve the final name, write the partial file, rename it."""
+    final, file = create_exclusive(tmp_path, "../report.pdf")
+    file.close()
+    partial = partial_path(final)
+    partial.write_bytes(b"data")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["._report.pdf.part", "_report.pdf"]
+    partial.replace(final)
+    assert final.read_bytes() == b"data" and not partial.exists()
