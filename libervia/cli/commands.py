@@ -6,6 +6,7 @@ from libervia.cli.base import Command, Group
 from libervia.cli.cmd_blog import Blog
 from libervia.cli.cmd_completion import Completion
 from libervia.cli.cmd_debug import Debug
+from libervia.cli.cmd_file import File
 from libervia.cli.cmd_info import Info
 from libervia.cli.cmd_message import Message
 from libervia.cli.cmd_param import Param
@@ -20,6 +21,7 @@ COMMANDS: tuple[type[Command] | type[Group], ...] = (
     Roster,
     Pubsub,
     Blog,
+    File,
     Info,
     Ping,
     Param,
