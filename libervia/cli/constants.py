@@ -54,6 +54,7 @@ ERROR_EXIT_CODES: dict[str, int] = {
     "PasswordError": EXIT_CANCELLED,
     "PermissionDenied": EXIT_CANCELLED,
     "AuthenticationFailed": EXIT_CANCELLED,
+    "Cancelled": EXIT_CANCELLED,
     "Timeout": EXIT_TIMEOUT,
     "org.freedesktop.DBus.Error.Timeout": EXIT_TIMEOUT,
     "org.freedesktop.DBus.Error.NoReply": EXIT_TIMEOUT,

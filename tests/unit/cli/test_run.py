@@ -141,6 +141,7 @@ async def test_pwd_starts_the_session() -> None:
         (BridgeError(ERROR + "ProfileExists", "profile 'a' exists"), C.EXIT_CONFLICT),
         (BridgeError(ERROR + "PasswordError", "wrong password"), C.EXIT_CANCELLED),
         (BridgeError(ERROR + "AuthenticationFailed", "not authorized"), C.EXIT_CANCELLED),
+        (BridgeError(ERROR + "Cancelled", "declined by the user"), C.EXIT_CANCELLED),
         (BridgeError(ERROR + "InvalidInput", "invalid JID\n'x'"), C.EXIT_BRIDGE_ERROR),
         (BridgeError(ERROR + "Timeout", "login timed out"), C.EXIT_TIMEOUT),
         (BridgeTimeout("no answer to x within 60 s"), C.EXIT_TIMEOUT),
