@@ -39,7 +39,7 @@ INITIATE = (
 
 
 async def setup(tmp_path: Path):
-    host, client, stream, reactor = await jingle_host(tmp_path)
+    host, client, stream, reactor = await jingle_host(tmp_path, transports=())
     jingle = host.plugins["XEP-0166"]
     app, transport = App(), Transport()
     jingle.register_application(app)
