@@ -362,7 +362,7 @@ async def test_plugin_server_started_on_demand_and_released(tmp_path: Path) -> N
     port = server.addresses[0][1]
     stream = await socks5_connect(LOOPBACK, port, DST)
     try:
-        await xep.release(DST)
+        await xep.release(server, DST)
         assert xep.server is None and not server.listening
         with pytest.raises(Socks5Error, match="cannot connect"):
             await socks5_connect(LOOPBACK, port, DST)

@@ -622,16 +622,15 @@ class XEP_0065:  # noqa: N801 - plugin classes are named after their XEP
             self.server = server
             return server
 
-    async def release(self, address: str, keep: Socks5Stream | None = None) -> None:
-        """Forget a registered bytestream; the server stops listening when none is left."""
-        server = self.server
-        if server is None:
-            return
+    async def release(
+        self, server: Socks5Server, address: str, keep: Socks5Stream | None = None
+    ) -> None:
+        """Forget a bytestream registered on ``server`` (from :meth:`get_server`); the
+        server stops listening when none is left."""
         server.unregister(address, keep)
-        async with self._server_lock:
-            if self.server is server and not server.registrations:
-                self.server = None
-                await server.close()
+        if self.server is server and not server.registrations:
+            self.server = None
+            await server.close()  # established bytestreams stay open
 
     async def connect(self, client: Any, host: str, port: int, address: str) -> Socks5Stream:
         """:func:`socks5_connect` with the configured timeout, on the profile's clock."""
