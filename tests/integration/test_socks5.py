@@ -4,13 +4,17 @@ are driven by a ``task.Clock``)."""
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from twisted.internet import task
+from twisted.words.protocols.jabber.jid import JID
+from twisted.words.xish import domish
 
 from libervia.backend.core.config import Config
 from libervia.backend.core.exceptions import OperationTimeout
@@ -23,7 +27,12 @@ from libervia.backend.plugins.plugin_xep_0065 import (
     dstaddr,
     socks5_connect,
 )
+from libervia.backend.plugins.plugin_xep_0166 import Reason, Senders
+from libervia.backend.plugins.plugin_xep_0166.stream import MemorySink, MemorySource
+from libervia.backend.plugins.plugin_xep_0260 import NS_S5B
 from tests.conftest import aio
+from tests.unit.core.fakes import FakeStream
+from tests.unit.jingle.helpers import ALICE, BOB, NS_APP, App, jingle_host, settle
 
 LOOPBACK = "127.0.0.1"
 DST = dstaddr("sid1", "alice@localhost/pc", "bob@localhost/phone")
@@ -391,3 +400,111 @@ def test_dstaddr_matches_xep_0260_examples() -> None:
         dstaddr("vj3hs98y", "juliet@capulet.lit/balcony", "romeo@montague.lit/orchard")
         == "1a12fb7bc625e55f3ed5b29a53dbe0e4aa7d80ba"
     )
+
+
+# --- two in-process hosts: a Jingle session over a real loopback SOCKS5 connection ---------
+
+
+class Wire:
+    """Carries the stanzas each profile sends to the other (adding ``from``, as a server
+    does), as soon as they are written; stanzas to anybody else are dropped."""
+
+    def __init__(self, a: tuple[str, FakeStream], b: tuple[str, FakeStream]) -> None:
+        self.ends = {a[0]: a[1], b[0]: b[1]}
+        loop = asyncio.get_running_loop()
+        for jid, stream in self.ends.items():
+            original = stream.transport.write
+
+            def write(data: bytes, original: Any = original, jid: str = jid) -> None:
+                original(data)
+                loop.call_soon(self.deliver, jid)
+
+            stream.transport.write = write  # type: ignore[method-assign]
+
+    def close(self) -> None:
+        """Stop carrying (the streams are about to end)."""
+        self.ends = {}
+
+    def deliver(self, sender: str) -> None:
+        if sender not in self.ends:
+            return
+        for element in self.ends[sender].sent():
+            target = self.ends.get(element.getAttribute("to", ""))
+            if target is not None:
+                element["from"] = sender
+                target.receive(element.toXml(defaultUri="jabber:client"))
+
+
+class Receiver(MemorySink):
+    """A sink telling when the transport closed it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.done: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+
+    def close(self, error: BaseException | None = None) -> None:
+        super().close(error)
+        if not self.done.done():
+            self.done.set_result(error)
+
+
+class BytesApp(App):
+    """The Jingle test application, sending ``payload`` and receiving into a Receiver."""
+
+    def __init__(self, payload: bytes = b"") -> None:
+        super().__init__()
+        self.payload = payload
+        self.receiver = Receiver()
+        self.sender: MemorySource | None = None
+
+    def _endpoints(self, session: Any, content: Any) -> None:
+        if content.we_send(session):
+            self.sender = content.source = MemorySource(self.payload)
+        if content.peer_sends(session):
+            content.sink = self.receiver
+
+
+async def loopback_host(tmp_path: Path, profile: str, jid: str) -> Any:
+    """A host whose only Jingle transport is SOCKS5, direct candidates on 127.0.0.1."""
+    tmp_path.mkdir()
+    host, client, stream, reactor = await jingle_host(tmp_path, profile, jid, (NS_S5B,))
+    s5 = host.plugins["XEP-0065"]
+    s5.interfaces = [LOOPBACK]
+    s5.proxy_disabled = True
+    s5b = host.plugins["XEP-0260"]
+    s5b.stagger = s5b.proxy_delay = 0
+    return host, client, stream
+
+
+@aio
+async def test_jingle_bytes_over_loopback_socks5(tmp_path: Path) -> None:
+    """Alice sends Bob 3 MB in a Jingle session whose only transport is SOCKS5: both offer
+    a direct candidate on 127.0.0.1, both connect, nominate the same candidate (the
+    initiator's choice on equal priorities), and the bytes arrive intact; both SOCKS5
+    servers stop listening afterwards."""
+    alice_host, alice, alice_stream = await loopback_host(tmp_path / "a", "alice", ALICE)
+    bob_host, bob, bob_stream = await loopback_host(tmp_path / "b", "bob", BOB)
+    wire = Wire((ALICE, alice_stream), (BOB, bob_stream))
+    try:
+        payload = os.urandom(3 * 1024 * 1024)
+        sending, receiving = BytesApp(payload), BytesApp()
+        alice_host.plugins["XEP-0166"].register_application(sending)
+        bob_host.plugins["XEP-0166"].register_application(receiving)
+        jingle = alice_host.plugins["XEP-0166"]
+        session = jingle.create_session(alice, JID(BOB))
+        jingle.add_content(
+            session, sending, domish.Element((NS_APP, "description")), senders=Senders.INITIATOR
+        )
+        await jingle.initiate(alice, session)
+        assert await receiving.receiver.done is None
+        assert bytes(receiving.receiver.data) == payload
+        assert sending.sender is not None and sending.sender.closed == (None,)
+        await jingle.terminate(alice, session, Reason.SUCCESS)
+        await settle()
+        assert receiving.events[-1] == ("ended", session.sid, "success")
+        for host in (alice_host, bob_host):
+            assert host.plugins["XEP-0065"].server is None
+    finally:
+        wire.close()
+        await alice_host.stop()
+        await bob_host.stop()
