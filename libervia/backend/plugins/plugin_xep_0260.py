@@ -220,7 +220,8 @@ class S5BData:
     attempts: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
     #: the nominated connection
     stream: Socks5Stream | None = None
-    #: the task running :meth:`XEP_0260.start`
+    #: the task running :meth:`XEP_0260.start` (negotiation, then the bytes): cancelled by
+    #: :meth:`XEP_0260.stop`
     task: asyncio.Task[Any] | None = None
     stopped: bool = False
 
@@ -360,16 +361,18 @@ class XEP_0260(BaseTransportHandler):  # noqa: N801 - plugin classes are named a
             return
         data.task = asyncio.current_task()
         try:
-            stream = await self._negotiate(client, session, content, data)
-        except (TransportFailed, SessionEnded):
-            self._release(data)
-            raise
-        except LiberviaError as e:
-            self._release(data)
-            raise TransportFailed(str(e)) from e
+            try:
+                stream = await self._negotiate(client, session, content, data)
+            except (TransportFailed, SessionEnded):
+                self._release(data)
+                raise
+            except LiberviaError as e:
+                self._release(data)
+                raise TransportFailed(str(e)) from e
+            await self._move(session, content, stream)
         finally:
+            # cleared before the core may stop us from this task (fallback)
             data.task = None
-        await self._move(session, content, stream)
 
     async def _negotiate(
         self, client: Any, session: Session, content: Content, data: S5BData

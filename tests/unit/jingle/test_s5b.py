@@ -772,3 +772,37 @@ async def test_no_proxy_on_server(tmp_path: Path) -> None:
         assert await finding is None
     finally:
         await host.stop()
+
+
+@aio
+async def test_session_end_during_transfer(tmp_path: Path) -> None:
+    """The session ends while bytes are still coming: the transfer stops, the sink is
+    closed with an error (never as a complete reception) and the connection is closed."""
+    (host, client, stream, reactor, jingle, s5b, server, network, app), sent = await accepted_by_us(
+        tmp_path
+    )
+    try:
+        connection = fake_stream(BOB_DIRECT)
+        network.streams[BOB_DIRECT] = connection
+        sent.ack(1)
+        await sent.all()
+        sent.ack()
+        stream.receive(bob_transport_info("<candidate-error/>"))
+        await sent.all()
+        connection.reader.feed_data(b"part of the file")
+        await settle()
+        content = app.sessions[0].contents[(Role.INITIATOR, "f")]
+        assert bytes(content.sink.data) == b"part of the file"  # type: ignore[union-attr]
+        assert content.sink.closed is None  # type: ignore[union-attr]
+        stream.receive(
+            jingle_iq(
+                f"<jingle xmlns='{NS_JINGLE}' action='session-terminate' sid='s1'>"
+                "<reason><cancel/></reason></jingle>"
+            )
+        )
+        await sent.all()
+        (error,) = content.sink.closed  # type: ignore[union-attr,misc]
+        assert error is not None
+        assert connection.writer.closed  # type: ignore[attr-defined]
+    finally:
+        await host.stop()
