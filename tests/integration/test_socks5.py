@@ -4,6 +4,7 @@ are driven by a ``task.Clock``)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -502,6 +503,57 @@ async def test_jingle_bytes_over_loopback_socks5(tmp_path: Path) -> None:
         await jingle.terminate(alice, session, Reason.SUCCESS)
         await settle()
         assert receiving.events[-1] == ("ended", session.sid, "success")
+        for host in (alice_host, bob_host):
+            assert host.plugins["XEP-0065"].server is None
+    finally:
+        wire.close()
+        await alice_host.stop()
+        await bob_host.stop()
+
+
+class Signals:
+    """The bridge signals a host emits, to wait for (no polling)."""
+
+    def __init__(self, host: Any) -> None:
+        self.queues: dict[str, asyncio.Queue[tuple[Any, ...]]] = {}
+        emit = host.bridge.emit
+
+        def recording(signal: str, *args: Any) -> None:
+            emit(signal, *args)
+            self.queues.setdefault(signal, asyncio.Queue()).put_nowait(args)
+
+        host.bridge.emit = recording
+
+    async def next(self, signal: str) -> tuple[Any, ...]:
+        return await self.queues.setdefault(signal, asyncio.Queue()).get()
+
+
+@aio
+async def test_file_transfer_over_loopback_socks5(tmp_path: Path) -> None:
+    """XEP-0234 over a real loopback SOCKS5 connection: alice offers a 5 MB file with the
+    s5b transport, bob accepts it into a directory, the file arrives whole, its sha-256
+    is verified and both progress reports finish."""
+    pytest.importorskip("libervia.backend.plugins.plugin_xep_0234")
+    alice_host, alice, alice_stream = await loopback_host(tmp_path / "a", "alice", ALICE)
+    bob_host, bob, bob_stream = await loopback_host(tmp_path / "b", "bob", BOB)
+    alice_signals, bob_signals = Signals(alice_host), Signals(bob_host)
+    wire = Wire((ALICE, alice_stream), (BOB, bob_stream))
+    try:
+        content = os.urandom(5 * 1024 * 1024)
+        source = tmp_path / "video.bin"
+        source.write_bytes(content)
+        downloads = tmp_path / "downloads"
+        result = await alice_host.plugins["XEP-0234"].file_send(
+            alice, JID(BOB), source, transport="s5b"
+        )
+        offer, action_id, *_ = await bob_signals.next("action_new")
+        assert json.loads(offer)["session_id"] == result["session_id"]
+        bob_host.actions.launch("bob", action_id, {"accept": True, "path": str(downloads)})
+        _, received, _ = await bob_signals.next("progress_finished")
+        _, sent, _ = await alice_signals.next("progress_finished")
+        assert json.loads(received)["hash_verified"] is True
+        assert json.loads(sent)["size"] == len(content)
+        assert (downloads / "video.bin").read_bytes() == content
         for host in (alice_host, bob_host):
             assert host.plugins["XEP-0065"].server is None
     finally:
