@@ -460,6 +460,10 @@ class IBBHandler(XMPPHandler):
             if not iq.getAttribute("from"):
                 self.parent.send(_error(iq, "bad-request", "no sender"))
                 return
-            method(self.parent, iq)
+            try:
+                method(self.parent, iq)
+            except Exception:
+                log.exception("IBB request from %s failed", iq["from"])
+                self.parent.send(_error(iq, "internal-server-error"))
 
         return observer

@@ -20,11 +20,10 @@ with ``decline``. Progress is reported through ``host.progress`` (metadata in th
 contract, section D).
 
 ``checksum`` session-infos (the hash sent after the offer, with ``<hash-used/>``) and
-``received`` are understood. Requests (``senders='responder'``: the peer asks for one of our
-files) are answered with ``failed-application`` + ``<file-not-available/>``: we share no
-files yet. :meth:`XEP_0234.file_jingle_request` (pulling a file the peer offers) raises
-:class:`~libervia.backend.core.exceptions.NotImplementedFeature`-style ``InvalidInput`` for
-now (see its docstring).
+``received`` are understood. :meth:`XEP_0234.file_jingle_request` pulls a file the peer has
+(a request: ``senders='responder'``, the file selected by name and/or hash); requests from
+peers are answered with ``failed-application`` + ``<file-not-available/>``: we share no
+files yet.
 
 Bridge methods: ``file_send`` and ``file_jingle_request``.
 """
@@ -32,11 +31,13 @@ Bridge methods: ``file_send`` and ``file_jingle_request``.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import json
 import mimetypes
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -316,12 +317,40 @@ class FileTransfer(BaseApplicationHandler):
     ) -> None:
         if description is None:
             return
-        info = FileInfo.parse(description, MAX_FILE_SIZE)
         transfer: Transfer = content.app_data
+        info = FileInfo.parse(description, self.plugin.max_size)
+        if transfer.direction == "in":  # our request: the answer tells the size (and hash)
+            self._learn(transfer, info)
+            return
         if info.range_offset is not None and transfer.info.size is not None:
             if info.range_offset > transfer.info.size:
                 raise bad_request("range beyond the end of the file")
             transfer.position = info.range_offset
+
+    @staticmethod
+    def _learn(transfer: Transfer, info: FileInfo) -> None:
+        """Complete what we know of a file we asked for with the sender's description."""
+        known = {a: d for a, d in transfer.info.hashes.items() if d is not None}
+        for algo, digest in info.hashes.items():
+            if digest is not None and known.get(algo, digest) != digest:
+                raise bad_request(f"the {algo} hash is not the one asked for")
+        merged = {**info.hashes, **transfer.info.hashes}
+        transfer.info = replace(
+            transfer.info,
+            size=info.size,
+            name=transfer.info.name or info.name,
+            desc=info.desc,
+            media_type=info.media_type,
+            date=info.date,
+            hashes=merged,
+        )
+        if transfer.hasher is None:
+            algo = hashes.best_algo(merged)
+            if algo is not None:
+                transfer.hash_algo = algo
+                transfer.hasher = hashes.new_hasher(algo)
+        if transfer.hash_algo is not None and transfer.expected is None:
+            transfer.expected = merged.get(transfer.hash_algo)
 
     def session_info_supported(self, payload: domish.Element) -> bool:
         return payload.uri == NS_FT and payload.name in ("received", "checksum")
@@ -400,7 +429,9 @@ class FileTransfer(BaseApplicationHandler):
             "message": message,
         }
 
-    def _prepare_file(self, transfer: Transfer, answer: dict[str, Any]) -> None:
+    def _prepare_file(
+        self, transfer: Transfer, answer: dict[str, Any], save_as: str | None = None
+    ) -> None:
         """Reserve the final name and open the partial file (the user accepted)."""
         directory_value = answer.get("path") or ""
         if not isinstance(directory_value, str):
@@ -408,7 +439,7 @@ class FileTransfer(BaseApplicationHandler):
         directory = Path(directory_value).expanduser() if directory_value else None
         directory = directory or self.plugin.download_dir
         directory.mkdir(parents=True, exist_ok=True)
-        name = transfer.info.name or "file"
+        name = save_as or transfer.info.name or "file"
         if answer.get("overwrite") is True:
             final = directory / safe_file_name(name)
         else:
@@ -459,9 +490,12 @@ class FileTransfer(BaseApplicationHandler):
         transfer.hasher = None  # nothing to compare with: not verified
         self._check_and_finish(client, session, content)
 
-    def _check_and_finish(self, client: Any, session: Session, content: Content) -> None:
+    def _check_and_finish(
+        self, client: Any, session: Session, content: Content, notify: bool = True
+    ) -> None:
+        """Check the hash, keep the file, then (``notify``) tell the peer and end."""
         transfer: Transfer = content.app_data
-        if transfer.over or session.is_ended:
+        if transfer.over or (notify and session.is_ended):
             return
         if transfer.hasher is not None and transfer.expected is not None:
             if not hashes.digest_matches(transfer.expected, transfer.hasher.digest()):
@@ -479,6 +513,8 @@ class FileTransfer(BaseApplicationHandler):
             return
         transfer.reserved = False
         self._finish(client, session, transfer)
+        if not notify:
+            return
         received = domish.Element((NS_FT, "received"))
         received["creator"] = content.creator.value
         received["name"] = content.name
@@ -604,14 +640,23 @@ class FileTransfer(BaseApplicationHandler):
             transfer = content.app_data
             if not isinstance(transfer, Transfer) or transfer.over:
                 continue
-            if (
-                transfer.direction == "out"
-                and transfer.data_done
-                and reason.condition is Reason.SUCCESS
-            ):
-                transfer.hash_verified = True  # the receiver had our hash and accepted the file
-                self._finish(client, session, transfer)
-                continue
+            size = transfer.info.size
+            complete = transfer.data_done or (size is not None and transfer.position >= size)
+            if reason.condition is Reason.SUCCESS and complete:
+                if transfer.direction == "out":
+                    # the receiver had our hash and accepted the file
+                    transfer.hash_verified = True
+                    self._finish(client, session, transfer)
+                    continue
+                if transfer.file is not None and transfer.position == size:
+                    # the sender ended before its bytestream's end reached us: all is there
+                    if transfer.checksum_timer is not None:
+                        transfer.checksum_timer.cancel()
+                        transfer.checksum_timer = None
+                    if transfer.expected is None:
+                        transfer.hasher = None  # nothing to compare with
+                    self._check_and_finish(client, session, content, notify=False)
+                    continue
             text = f"session ended: {reason.condition.value}"
             if reason.text:
                 text += f" ({reason.text})"
@@ -672,11 +717,7 @@ class XEP_0234:  # noqa: N801 - plugin classes are named after their XEP
             InvalidInput: not a regular file, unknown or unavailable transport.
             XMPPError, OperationTimeout, NotConnected: the offer could not be delivered.
         """
-        if transport not in TRANSPORTS:
-            raise InvalidInput(f"unknown transport {transport!r} (one of {sorted(TRANSPORTS)})")
-        namespace = TRANSPORTS[transport]
-        if namespace is not None and namespace not in self.jingle.transports:
-            raise InvalidInput(f"the {transport} transport is not available")
+        namespace = self._transport_namespace(transport)
         path = Path(filepath).expanduser()
         try:
             stat = path.stat()
@@ -714,6 +755,14 @@ class XEP_0234:  # noqa: N801 - plugin classes are named after their XEP
             raise
         return {"progress": transfer.progress_id, "session_id": session.sid}
 
+    def _transport_namespace(self, transport: str) -> str | None:
+        if transport not in TRANSPORTS:
+            raise InvalidInput(f"unknown transport {transport!r} (one of {sorted(TRANSPORTS)})")
+        namespace = TRANSPORTS[transport]
+        if namespace is not None and namespace not in self.jingle.transports:
+            raise InvalidInput(f"the {transport} transport is not available")
+        return namespace
+
     async def file_jingle_request(
         self,
         client: Any,
@@ -724,17 +773,59 @@ class XEP_0234:  # noqa: N801 - plugin classes are named after their XEP
         hash_algo: str = "",
         transport: str = "auto",
     ) -> dict[str, str]:
-        """Ask ``peer`` for one of its files (XEP-0234 request, ``senders='responder'``).
+        """Ask ``peer`` for one of its files (XEP-0234 request, ``senders='responder'``),
+        selected by name and/or hash; returns ``{"progress": id, "session_id": sid}``.
 
-        Not implemented yet: pulling a file needs the peer to host it (a file sharing
-        component or a previous failed offer to resume).
+        ``filepath``: an existing directory (the file is saved there under a safe version of
+        ``name``), or the path of the file to create (never overwriting: a numbered name is
+        used if it exists). The data is checked against the hash asked for, or the one the
+        peer announces in its answer.
 
         Raises:
-            InvalidInput: always, saying it is not implemented.
+            InvalidInput: neither name nor hash, bad hash, unknown transport.
+            NotFound: no device of a bare JID.
+            XMPPError, OperationTimeout, NotConnected: the request could not be delivered.
         """
-        raise InvalidInput(
-            "file_jingle_request (pulling a file with a XEP-0234 request) is not implemented yet"
+        namespace = self._transport_namespace(transport)
+        selector: dict[str, bytes | None] = {}
+        if file_hash:
+            algo = (hash_algo or HASH_ALGO).strip().lower()
+            hashes.new_hasher(algo)  # InvalidInput for an unknown algorithm
+            try:
+                selector[algo] = base64.b64decode(file_hash, validate=True)
+            except (binascii.Error, ValueError):
+                raise InvalidInput("file_hash must be base64") from None
+        if not name and not selector:
+            raise InvalidInput("a file name or a hash is needed to select the file")
+        path = Path(filepath).expanduser()
+        if path.is_dir():
+            directory, save_as = path, name or "file"
+        else:
+            directory, save_as = path.parent, path.name
+        peer = self.resolve_peer(client, peer)
+        info = FileInfo(name=name or "", hashes=selector)
+        session = self.jingle.create_session(client, peer)
+        transfer = Transfer("in", info, time_ordered_uuid(), float(client.reactor.seconds()))
+        content = self.jingle.add_content(
+            session,
+            self.app,
+            info.description(),
+            senders=Senders.RESPONDER,
+            app_data=transfer,
+            transport=namespace,
         )
+        try:
+            self.app._prepare_file(transfer, {"path": str(directory)}, save_as)
+        except OSError as e:
+            raise InvalidInput(f"cannot create the file in {directory}: {e}") from None
+        content.sink = FileSink(self.app, client, session, content)
+        self.app._add_progress(client, session, transfer)
+        try:
+            await self.jingle.initiate(client, session)
+        except LiberviaError as e:
+            self.app._abandon(client, transfer, f"request not delivered: {e}")
+            raise
+        return {"progress": transfer.progress_id, "session_id": session.sid}
 
 
 # --- bridge -----------------------------------------------------------------------------------
@@ -820,7 +911,7 @@ def register_bridge(plugin: XEP_0234, bridge: Any) -> None:
         file_jingle_request,
         args=[
             ("peer_jid", "s", "the entity having the file"),
-            ("filepath", "s", "where to save it"),
+            ("filepath", "s", "where to save it: a directory, or the file to create"),
             ("name", "s", "the file's name"),
             ("file_hash", "s", "its hash (base64), if known"),
             ("hash_algo", "s", "the algorithm of file_hash"),
@@ -828,5 +919,6 @@ def register_bridge(plugin: XEP_0234, bridge: Any) -> None:
             profile,
         ],
         returns="s",
-        doc="Ask a peer for one of its files (XEP-0234 request): not implemented yet.",
+        doc="Ask a peer for one of its files (XEP-0234 request), selected by name and/or "
+        "hash; returns serialised {progress, session_id}.",
     )

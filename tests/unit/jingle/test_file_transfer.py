@@ -408,7 +408,8 @@ async def test_unanswered_offer_times_out_and_cancels_the_question(tmp_path: Pat
 
 @aio
 async def test_bridge_methods(tmp_path: Path) -> None:
-    """file_send checks its arguments; file_jingle_request says it is not implemented."""
+    """file_send and file_jingle_request check their arguments; file_send returns the
+    progress and session ids."""
     host, client, stream, reactor = await jingle_host(tmp_path)
     methods = host.bridge.methods
     try:
@@ -418,8 +419,10 @@ async def test_bridge_methods(tmp_path: Path) -> None:
             await methods["file_send"](BOB, str(tmp_path), "", "", '{"foo": 1}', "alice")
         with pytest.raises(InvalidInput):
             await methods["file_send"](BOB, str(tmp_path), "", "", "", "alice")  # a directory
-        with pytest.raises(InvalidInput, match="not implemented"):
-            await methods["file_jingle_request"](BOB, "/tmp/x", "x", "", "", "", "alice")
+        with pytest.raises(InvalidInput, match="name or a hash"):
+            await methods["file_jingle_request"](BOB, str(tmp_path), "", "", "", "", "alice")
+        with pytest.raises(InvalidInput, match="base64"):
+            await methods["file_jingle_request"](BOB, str(tmp_path), "", "!!", "", "", "alice")
         source = tmp_path / "f.bin"
         source.write_bytes(b"x")
         sent = Sent(stream)
@@ -434,5 +437,95 @@ async def test_bridge_methods(tmp_path: Path) -> None:
         sent.ack()
         result = json.loads(await task)
         assert set(result) == {"progress", "session_id"}
+    finally:
+        await host.stop()
+
+
+@aio
+async def test_request_pulls_a_file(tmp_path: Path) -> None:
+    """file_jingle_request sends a request (senders='responder', the file selected by name
+    and hash); the peer accepts with the size, we open the bytestream (initiator), it sends,
+    we check the hash and keep the file."""
+    host, client, stream, reactor = await jingle_host(tmp_path)
+    sent = Sent(stream)
+    content = b"requested!"
+    digest = b64encode(hashlib.sha256(content).digest()).decode()
+    downloads = tmp_path / "down"
+    downloads.mkdir()
+    try:
+        task = asyncio.ensure_future(
+            host.plugins["XEP-0234"].file_jingle_request(
+                client, JID(BOB), downloads, "wanted.txt", digest, "sha-256"
+            )
+        )
+        out = await sent.one()
+        sid = out.split("sid='")[1].split("'")[0]
+        ibb_sid = out.split(f"<transport xmlns='{JIBB}' block-size='4096' sid='")[1][:32]
+        assert out == (
+            f"<iq type='set' to='{BOB}' id='ID'><jingle xmlns='{NS_JINGLE}' "
+            f"action='session-initiate' initiator='{ALICE}' sid='{sid}'>"
+            "<content creator='initiator' name='0' senders='responder'>"
+            f"<description xmlns='{FT}'><file><desc/>"
+            "<media-type>application/octet-stream</media-type><name>wanted.txt</name>"
+            f"<hash xmlns='{HASHES}' algo='sha-256'>{digest}</hash></file></description>"
+            f"<transport xmlns='{JIBB}' block-size='4096' sid='{ibb_sid}'/></content>"
+            "</jingle></iq>"
+        )
+        sent.ack()
+        result = await task
+        assert result["session_id"] == sid
+        stream.receive(
+            jingle_iq(
+                f"<jingle xmlns='{NS_JINGLE}' action='session-accept' sid='{sid}'>"
+                "<content creator='initiator' name='0' senders='responder'>"
+                f"<description xmlns='{FT}'><file><name>wanted.txt</name><size>10</size>"
+                f"{sha256_el(content)}</file></description>"
+                f"<transport xmlns='{JIBB}' block-size='4096' sid='{ibb_sid}'/></content>"
+                "</jingle>"
+            )
+        )
+        out = await sent.all()
+        assert out == [
+            result_to(),
+            f"<iq type='set' to='{BOB}' id='ID'><open xmlns='{IBB}' block-size='4096' "
+            f"sid='{ibb_sid}' stanza='iq'/></iq>",
+        ]
+        sent.ack(1)
+        await settle()
+        stream.receive(
+            ibb(f"<data xmlns='{IBB}' seq='0' sid='{ibb_sid}'>{b64encode(content).decode()}</data>")
+        )
+        stream.receive(ibb(f"<close xmlns='{IBB}' sid='{ibb_sid}'/>", "b2"))
+        out = await sent.all()
+        assert out[:2] == [result_to(), result_to()] and "<received xmlns" in out[2]
+        assert (downloads / "wanted.txt").read_bytes() == content
+        ((_, meta, _),) = emitted(host, "progress_finished")
+        assert json.loads(meta)["hash_verified"] is True
+    finally:
+        await host.stop()
+
+
+@aio
+async def test_sender_terminating_before_close_keeps_complete_file(tmp_path: Path) -> None:
+    """A sender ending the session with success before its bytestream close reached us:
+    the data is complete, so it is checked and kept."""
+    content = b"0123456789"
+    host, client, stream, reactor, sent, downloads = await receiving(
+        tmp_path, offer(hash_el=sha256_el(content))
+    )
+    try:
+        stream.receive(data_iq(0, content))
+        assert await sent.all() == [result_to()]  # the sender got its ack, and ends
+        stream.receive(
+            jingle_iq(
+                f"<jingle xmlns='{NS_JINGLE}' action='session-terminate' sid='s1'>"
+                "<reason><success/></reason></jingle>",
+                stanza_id="j9",
+            )
+        )
+        await settle()
+        assert (downloads / "a.txt").read_bytes() == content
+        ((_, meta, _),) = emitted(host, "progress_finished")
+        assert json.loads(meta)["hash_verified"] is True
     finally:
         await host.stop()

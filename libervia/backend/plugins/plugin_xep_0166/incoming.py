@@ -110,6 +110,10 @@ class Incoming:
             log.info("Jingle request from %s refused: %s", iq.getAttribute("from"), e)
             client.send(e.response(iq))
             return
+        except Exception:
+            log.exception("Jingle request from %s failed", iq.getAttribute("from"))
+            client.send(JingleError("internal-server-error").response(iq))
+            return
         client.send(toResponse(iq, "result"))
         if later is not None:
             session = self.plugin.get_session(client, peer, request.sid)
