@@ -151,22 +151,27 @@ class Candidate:
         return element
 
     @classmethod
-    def from_element(cls, element: domish.Element) -> Candidate:
-        """Parse a peer's candidate (port 1080 and type direct by default).
+    def from_element(cls, element: domish.Element, default_jid: JID | None = None) -> Candidate:
+        """Parse a peer's candidate (port 1080 and type direct by default; a missing jid is
+        ``default_jid`` when given: we never use the jid of the peer's candidates).
 
         Raises:
             ValueError: a missing or invalid attribute.
         """
         cid, host = element.getAttribute("cid"), element.getAttribute("host")
         jid_attr, priority = element.getAttribute("jid"), element.getAttribute("priority")
-        if not cid or not host or not jid_attr or not priority:
+        if not cid or not host or not priority or not (jid_attr or default_jid):
             raise ValueError("a candidate needs cid, host, jid and priority")
         if len(cid) > 256 or len(host) > 256:
             raise ValueError("candidate attribute too long")
-        try:
-            jid = JID(jid_attr)
-        except InvalidFormat:
-            raise ValueError(f"invalid candidate jid {jid_attr[:64]!r}") from None
+        if jid_attr:
+            try:
+                jid = JID(jid_attr)
+            except InvalidFormat:
+                raise ValueError(f"invalid candidate jid {jid_attr[:64]!r}") from None
+        else:
+            assert default_jid is not None
+            jid = default_jid
         port, prio = int(element.getAttribute("port") or 1080), int(priority)
         if not 0 < port < 65536 or not 0 < prio < 2**31:
             raise ValueError("candidate port or priority out of range")
@@ -268,7 +273,7 @@ class XEP_0260(BaseTransportHandler):  # noqa: N801 - plugin classes are named a
             our_dstaddr=dstaddr(sid, session.local, session.peer),
             peer_dstaddr=self._peer_dstaddr(element, sid, session),
         )
-        data.theirs = self._parse_candidates(element)
+        data.theirs = self._parse_candidates(element, session.peer)
         content.transport_data = data
 
     async def accept(self, client: Any, session: Session, content: Content) -> domish.Element:
@@ -285,7 +290,7 @@ class XEP_0260(BaseTransportHandler):  # noqa: N801 - plugin classes are named a
         if element.getAttribute("sid") != data.sid:
             raise bad_request("SOCKS5 answer for another stream sid")
         data.peer_dstaddr = self._peer_dstaddr(element, data.sid, session)
-        data.theirs = self._parse_candidates(element)
+        data.theirs = self._parse_candidates(element, session.peer)
 
     @staticmethod
     def _data(content: Content) -> S5BData:
@@ -300,7 +305,7 @@ class XEP_0260(BaseTransportHandler):  # noqa: N801 - plugin classes are named a
         return given if _HEX40.match(given) else dstaddr(sid, session.peer, session.local)
 
     @staticmethod
-    def _parse_candidates(element: domish.Element) -> list[Candidate]:
+    def _parse_candidates(element: domish.Element, peer: JID) -> list[Candidate]:
         candidates: list[Candidate] = []
         cids: set[str] = set()
         for child in element.elements(NS_S5B, "candidate"):
@@ -308,7 +313,7 @@ class XEP_0260(BaseTransportHandler):  # noqa: N801 - plugin classes are named a
                 log.info("SOCKS5: more than %d candidates, the others ignored", MAX_CANDIDATES)
                 break
             try:
-                candidate = Candidate.from_element(child)
+                candidate = Candidate.from_element(child, peer)
             except ValueError as e:
                 log.info("SOCKS5: invalid candidate ignored: %s", e)
                 continue

@@ -249,6 +249,10 @@ def test_candidate_elements() -> None:
     assert parsed == Candidate("1e2", "::1", 1080, JID(BOB), 5, CandidateType.DIRECT)
     again = Candidate.from_element(parsed.to_element())
     assert again == parsed
+    no_jid = xml_tools.parse(f"<candidate xmlns='{NS_S5B}' cid='n' host='h' priority='5'/>")
+    assert Candidate.from_element(no_jid, JID(BOB)).jid == JID(BOB)  # tolerated for the peer's
+    with pytest.raises(ValueError):
+        Candidate.from_element(no_jid)
     for bad in (
         f"cid='x' host='h' jid='{BOB}'",  # no priority
         f"cid='x' host='h' jid='{BOB}' priority='-1'",
@@ -360,9 +364,11 @@ async def test_bad_offers_refused(tmp_path: Path) -> None:
             + candidate("ok", "h", 1, BOB, 5, "direct")
             + "<candidate cid='bad' host='h'/></transport>"
         )
-        assert [c.cid for c in s5b._parse_candidates(element)] == ["ok"]
+        assert [c.cid for c in s5b._parse_candidates(element, JID(BOB))] == ["ok"]
         with pytest.raises(JingleError):
-            s5b._parse_candidates(xml_tools.parse(f"<transport xmlns='{NS_S5B}'>{dup}</transport>"))
+            s5b._parse_candidates(
+                xml_tools.parse(f"<transport xmlns='{NS_S5B}'>{dup}</transport>"), JID(BOB)
+            )
     finally:
         await host.stop()
 
