@@ -776,3 +776,31 @@ async def test_disco_and_interfaces(tmp_path: Path) -> None:
         assert verifyObject(IJingleTransport, transport)
     finally:
         await host.stop()
+
+
+@aio
+async def test_peer_going_offline_ends_its_sessions(tmp_path: Path) -> None:
+    """The peer's device goes unavailable: 10 s later, with nothing heard from it since,
+    its sessions end (gone); a request heard in between keeps the session."""
+    (host, client, stream, reactor, jingle, app, transport), sent = await accepted_incoming(
+        tmp_path
+    )
+    try:
+        session = app.sessions[0]
+        unavailable = f"<presence type='unavailable' from='{BOB}' to='{ALICE}'/>"
+        stream.receive(unavailable)
+        reactor.advance(5)
+        stream.receive(action("session-info"))  # heard again: still there
+        assert await sent.all() == [result_to()]
+        reactor.advance(5)  # the first gone timer
+        assert await sent.all() == [] and session.state is State.ACTIVE
+        stream.receive(unavailable)
+        reactor.advance(10)  # the second gone timer
+        assert await sent.all() == [
+            f"<iq type='set' to='{BOB}' id='ID'><jingle xmlns='{NS_JINGLE}' "
+            "action='session-terminate' sid='s1'><reason><gone/>"
+            "<text>the peer went offline</text></reason></jingle></iq>"
+        ]
+        assert session.state is State.ENDED
+    finally:
+        await host.stop()

@@ -14,7 +14,7 @@ Every Jingle IQ-set from a peer is validated and acknowledged at once (or answer
 error, fact sheet §1.4); decisions and the answers to the peer's actions are taken
 asynchronously (:mod:`.incoming`). Timers use the client's injected clock: a session that
 stays pending ``jingle_pending_timeout`` seconds (configuration, default 300) ends with
-``timeout``.
+``timeout``; a peer that goes unavailable and says nothing more within 10 s is ``gone``.
 
 Typical initiator flow (an application's public method)::
 
@@ -54,6 +54,7 @@ from libervia.backend.plugins.plugin_xep_0166.base import (
     BaseTransportHandler,
 )
 from libervia.backend.plugins.plugin_xep_0166.constants import (
+    GONE_DELAY,
     IQ_TIMEOUT,
     NS_JINGLE,
     PENDING_TIMEOUT,
@@ -125,6 +126,7 @@ class XEP_0166:  # noqa: N801 - plugin classes are named after their XEP
             "jingle_pending_timeout", PENDING_TIMEOUT, minimum=1
         )
         self.incoming = Incoming(self)
+        host.trigger.add("presence_received", self._on_presence)
 
     def get_handler(self, client: Any) -> JingleHandler:
         return JingleHandler(self)
@@ -135,6 +137,27 @@ class XEP_0166:  # noqa: N801 - plugin classes are named after their XEP
             self.end_locally(
                 client, session, ReasonElement(Reason.CONNECTIVITY_ERROR, "disconnected")
             )
+
+    def _on_presence(self, client: Any, element: domish.Element) -> bool:
+        """A peer going unavailable: its sessions end if nothing more is heard (fact sheet
+        §1.2), ``GONE_DELAY`` seconds later."""
+        if element.getAttribute("type") != "unavailable" or not element.getAttribute("from"):
+            return True
+        sender = element["from"]
+        for session in self.sessions(client).values():
+            if session.peer.full() == sender:
+                client.reactor.callLater(
+                    GONE_DELAY, self._gone, client, session, float(client.reactor.seconds())
+                )
+        return True
+
+    def _gone(self, client: Any, session: Session, since: float) -> None:
+        if session.is_ended or session.last_heard > since:
+            return
+        background(
+            self.terminate(client, session, Reason.GONE, "the peer went offline"),
+            f"jingle gone {session.sid}",
+        )
 
     # --- registry ---------------------------------------------------------------------------
 

@@ -10,6 +10,8 @@ NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 
 #: a session nobody accepted within this delay (seconds) ends with ``timeout``
 PENDING_TIMEOUT = 300.0
+#: a peer that went unavailable and said nothing since for this long (seconds) is gone
+GONE_DELAY = 10.0
 #: how long we wait for the ack of one of our Jingle IQs
 IQ_TIMEOUT = 60.0
 

@@ -115,8 +115,10 @@ class Incoming:
             client.send(JingleError("internal-server-error").response(iq))
             return
         client.send(toResponse(iq, "result"))
+        session = self.plugin.get_session(client, peer, request.sid)
+        if session is not None:
+            session.last_heard = float(client.reactor.seconds())
         if later is not None:
-            session = self.plugin.get_session(client, peer, request.sid)
             background(self._serialised(session, later), f"jingle {request.action}")
 
     @staticmethod

@@ -96,6 +96,8 @@ class Session:
     ended: asyncio.Future[ReasonElement] = field(
         default_factory=lambda: asyncio.get_event_loop().create_future()
     )
+    #: when the peer's last request about this session arrived (client clock)
+    last_heard: float = 0.0
     #: free room for applications (e.g. a pending user action)
     extra: dict[str, Any] = field(default_factory=dict)
 
