@@ -20,6 +20,7 @@ from twisted.words.xish import domish
 from libervia.backend.core.config import Config
 from libervia.backend.core.exceptions import OperationTimeout
 from libervia.backend.core.triggers import TriggerManager
+from libervia.backend.plugins import plugin_xep_0065
 from libervia.backend.plugins.plugin_xep_0065 import (
     XEP_0065,
     Socks5Error,
@@ -215,6 +216,26 @@ async def test_server_handshake_timeout() -> None:
             await closing(writer)
     finally:
         await server.close()
+
+
+@aio
+async def test_server_limits_handshakes_in_progress(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Connections beyond the number of handshakes allowed at once are closed at once."""
+    monkeypatch.setattr(plugin_xep_0065, "MAX_HANDSHAKES", 2)
+    async with socks5_server() as (server, (host, port)):
+        idle = [await raw_connection(port) for _ in range(2)]
+        try:
+            for reader, writer in idle:  # both are being served
+                writer.write(b"\x05\x01\x00")
+                assert await reader.readexactly(2) == b"\x05\x00"
+            reader, writer = await raw_connection(port)
+            try:
+                assert await reader.read() == b""
+            finally:
+                await closing(writer)
+        finally:
+            for _, writer in idle:
+                await closing(writer)
 
 
 # --- the client against a fake SOCKS5 proxy ---------------------------------------------------

@@ -92,6 +92,8 @@ HANDSHAKE_TIMEOUT = 10.0
 PROXY_IQ_TIMEOUT = 30.0
 #: the most connections accepted for one pending bytestream (one per candidate address)
 MAX_CONNECTIONS = 16
+#: the most handshakes in progress at once on the server (more connections are closed)
+MAX_HANDSHAKES = 64
 PROXY_CACHE_KEY = "XEP-0065_proxy"
 
 T = TypeVar("T")
@@ -429,6 +431,10 @@ class Socks5Server:
         writer: asyncio.StreamWriter,
         local: tuple[str, int],
     ) -> None:
+        if len(self._handshakes) >= MAX_HANDSHAKES:
+            log.warning("SOCKS5 server: too many handshakes in progress, connection closed")
+            writer.close()
+            return
         task = asyncio.ensure_future(self._handshake(reader, writer, local))
         self._handshakes.add(task)
         task.add_done_callback(self._handshakes.discard)
