@@ -812,3 +812,42 @@ async def test_session_end_during_transfer(tmp_path: Path) -> None:
         assert connection.writer.closed  # type: ignore[attr-defined]
     finally:
         await host.stop()
+
+
+@aio
+async def test_attempts_are_staggered_on_the_clock(tmp_path: Path) -> None:
+    """Candidates are tried best first, 200 ms apart on the profile's clock, proxies 500 ms
+    later still; the best one that works is used even when a lower one answered first."""
+    bob_low = ("10.0.0.3", 6001)
+    candidates = (
+        candidate("b1", *BOB_DIRECT, BOB, DIRECT_PRIO, "direct")
+        + candidate("b3", *bob_low, BOB, DIRECT_PRIO - 1, "direct")
+        + candidate("b2", *PROXY_ADDR, PROXY, PROXY_PRIO, "proxy")
+    )
+    (host, client, stream, reactor, jingle, s5b, server, network, app), sent = await accepted_by_us(
+        tmp_path, candidates
+    )
+    try:
+        s5b.stagger, s5b.proxy_delay = 0.2, 0.5
+        best: asyncio.Future[Socks5Stream] = asyncio.get_running_loop().create_future()
+        network.streams[BOB_DIRECT] = best
+        network.streams[bob_low] = fake_stream(bob_low)
+        network.streams[PROXY_ADDR] = fake_stream(PROXY_ADDR)
+        sent.ack(1)
+        await settle()
+        assert [call[:2] for call in network.calls] == [BOB_DIRECT]
+        reactor.advance(0.2)  # the second attempt's stagger delay
+        await settle()
+        assert [call[:2] for call in network.calls] == [BOB_DIRECT, bob_low]
+        reactor.advance(0.2)
+        await settle()
+        assert len(network.calls) == 2  # the proxy waits longer
+        reactor.advance(0.5)  # the proxy's extra delay
+        await settle()
+        assert [call[:2] for call in network.calls] == [BOB_DIRECT, bob_low, PROXY_ADDR]
+        assert await sent.all() == []  # the best candidate is still being tried
+        best.set_result(fake_stream(BOB_DIRECT))
+        assert await sent.all() == [transport_info("<candidate-used cid='b1'/>")]
+        sent.ack()
+    finally:
+        await host.stop()
