@@ -19,6 +19,9 @@ neither the partial data nor the reserved name are kept. On success we send the
 with ``decline``. Progress is reported through ``host.progress`` (metadata in the issue 8
 contract, section D).
 
+An offer the user already accepted during a Jingle Message Initiation proposal (XEP-0353,
+``take_accepted``) is not asked again; the progress id announced then is used.
+
 ``checksum`` session-infos (the hash sent after the offer, with ``<hash-used/>``) and
 ``received`` are understood. :meth:`XEP_0234.file_jingle_request` pulls a file the peer has
 (a request: ``senders='responder'``, the file selected by name and/or hash); requests from
@@ -76,6 +79,7 @@ PLUGIN_INFO = {
     "type": "XEP",
     "protocols": ["XEP-0234"],
     "dependencies": ["XEP-0166", "XEP-0300", "XEP-0261"],
+    "recommendations": ["XEP-0353"],
     "main": "XEP_0234",
     "handler": False,
     "description": "Send and receive files over Jingle",
@@ -379,11 +383,14 @@ class FileTransfer(BaseApplicationHandler):
                 extra=domish.Element((NS_FT_ERRORS, "file-not-available")),
             )
             return
-        transfer.action = self.host.actions.new(client, self.action_data(client, session, content))
-        try:
-            answer = await transfer.action.answer
-        except ActionCancelled:
-            return
+        answer = self._pre_accepted(client, session, transfer)
+        if answer is None:
+            data = self.action_data(client, session, content)
+            transfer.action = self.host.actions.new(client, data)
+            try:
+                answer = await transfer.action.answer
+            except ActionCancelled:
+                return
         if session.is_ended:
             return
         if not isinstance(answer, dict) or not answer.get("accept"):
@@ -398,6 +405,21 @@ class FileTransfer(BaseApplicationHandler):
         content.sink = FileSink(self, client, session, content)
         self._add_progress(client, session, transfer)
         await self.jingle.accept(client, session)
+
+    def _pre_accepted(
+        self, client: Any, session: Session, transfer: Transfer
+    ) -> dict[str, Any] | None:
+        """The answer the user gave during a Jingle Message Initiation proposal (XEP-0353)
+        of this session, if any: the user is not asked twice, and the progress id announced
+        then is used."""
+        if "XEP-0353" not in self.host.plugins:
+            return None
+        accepted = self.host.plugins["XEP-0353"].take_accepted(client, session)
+        if accepted is None:
+            return None
+        if accepted.progress_id:
+            transfer.progress_id = accepted.progress_id
+        return dict(accepted.answer)
 
     def action_data(self, client: Any, session: Session, content: Content) -> dict[str, Any]:
         """The ``action_new`` data of an offer (contract section D)."""

@@ -529,3 +529,36 @@ async def test_sender_terminating_before_close_keeps_complete_file(tmp_path: Pat
         assert json.loads(meta)["hash_verified"] is True
     finally:
         await host.stop()
+
+
+@aio
+async def test_offer_accepted_during_jingle_message_initiation(tmp_path: Path) -> None:
+    """When the user already accepted the proposal (XEP-0353 take_accepted), the offer is
+    not asked again and the announced progress id is used."""
+    from types import SimpleNamespace
+
+    host, client, stream, reactor = await jingle_host(tmp_path)
+    downloads = tmp_path / "down"
+    taken = []
+
+    class JMI:
+        def take_accepted(self, client: Any, session: Any) -> Any:
+            """Like XEP_0353.take_accepted: the answer given during the proposal."""
+            taken.append(session.sid)
+            answer = {"accept": True, "path": str(downloads)}
+            return SimpleNamespace(answer=answer, progress_id="jmi-progress", action_id="a1")
+
+    real = host.plugins.instances.get("XEP-0353")
+    host.plugins.instances["XEP-0353"] = JMI()
+    sent = Sent(stream)
+    try:
+        stream.receive(offer())
+        out = await sent.all()
+        assert out[0] == result_to() and "action='session-accept'" in out[1]
+        assert taken == ["s1"] and emitted(host, "action_new") == []
+        (started,) = emitted(host, "progress_started")
+        assert started[0] == "jmi-progress"
+    finally:
+        if real is not None:
+            host.plugins.instances["XEP-0353"] = real
+        await host.stop()
