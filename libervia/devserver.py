@@ -72,12 +72,25 @@ def config_text(
     archive_expires_after: str = "never",
     extra: str = "",
     domain: str = DOMAIN,
+    proxy65_port: int | None = None,
 ) -> str:
     """The whole Prosody configuration (Lua) of a server keeping its files in ``directory``.
 
     Besides the virtual host ``domain``, a pubsub component ``pubsub.<domain>`` where the
-    account ``PUBSUB_ADMIN@<domain>`` may create nodes.
+    account ``PUBSUB_ADMIN@<domain>`` may create nodes, and with ``proxy65_port`` a SOCKS5
+    bytestreams proxy (XEP-0065) ``proxy.<domain>`` on 127.0.0.1 (Prosody only honours
+    ``proxy65_ports`` in the global section; measured with Prosody 0.12.3).
     """
+    proxy_global = f"proxy65_ports = {{ {proxy65_port} }}" if proxy65_port else ""
+    proxy_component = (
+        f'''
+Component "proxy.{domain}" "proxy65"
+    proxy65_address = "127.0.0.1"
+    proxy65_acl = {{ "{domain}" }}
+'''
+        if proxy65_port
+        else ""
+    )
     enabled = ", ".join(f'"{m}"' for m in modules)
     return f"""-- written by libervia/devserver.py
 {"run_as_root = true" if run_as_root else ""}
@@ -102,10 +115,11 @@ certificates = "{cert.parent}"
 ssl = {{ key = "{key}", certificate = "{cert}" }}
 archive_expires_after = "{archive_expires_after}"
 pep_max_items = {MAX_ITEMS}
+{proxy_global}
 {extra}
 VirtualHost "{domain}"
 
 Component "pubsub.{domain}" "pubsub"
     admins = {{ "{PUBSUB_ADMIN}@{domain}" }}
     pubsub_max_items = {MAX_ITEMS}
-"""
+{proxy_component}"""

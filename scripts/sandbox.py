@@ -358,6 +358,7 @@ class Sandbox:
                 run_as_root=os.geteuid() == 0,
                 modules=devserver.MODULES,
                 archive_expires_after="1w",
+                proxy65_port=free_port(),
             )
         )
         pid = self.spawn(

@@ -40,6 +40,7 @@ class Prosody:
                 )
         self.dir = Path(tempfile.mkdtemp(prefix="libervia-prosody-"))
         self.c2s_port = free_port()
+        self.proxy65_port = free_port()
         self.config = self.dir / "prosody.cfg.lua"
         self.cert = self.dir / "certs" / f"{DOMAIN}.crt"
         self.process: subprocess.Popen[bytes] | None = None
@@ -57,6 +58,7 @@ class Prosody:
                 run_as_root=True,
                 modules=MODULES,
                 extra=self.extra_config,
+                proxy65_port=self.proxy65_port,
             )
         )
 
