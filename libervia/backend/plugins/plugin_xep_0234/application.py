@@ -1,0 +1,431 @@
+"""The Jingle application of XEP-0234: receiving offers, verifying, finishing."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from twisted.words.xish import domish
+
+from libervia.backend.core.aio import background
+from libervia.backend.core.exceptions import ActionCancelled, InvalidInput, LiberviaError
+from libervia.backend.core.log import get_logger
+from libervia.backend.plugins import plugin_xep_0300 as hashes
+from libervia.backend.plugins.plugin_xep_0166 import (
+    BaseApplicationHandler,
+    Content,
+    Reason,
+    Senders,
+    Session,
+)
+from libervia.backend.plugins.plugin_xep_0166.elements import ReasonElement
+from libervia.backend.plugins.plugin_xep_0166.errors import bad_request
+from libervia.backend.plugins.plugin_xep_0234.description import (
+    CHECKSUM_TIMEOUT,
+    NS_FT,
+    NS_FT_ERRORS,
+    FileInfo,
+    human_size,
+)
+from libervia.backend.plugins.plugin_xep_0234.transfer import FileSink, FileSource, Transfer
+from libervia.backend.tools.filenames import create_exclusive, partial_path, safe_file_name
+from libervia.backend.tools.ids import time_ordered_uuid
+
+if TYPE_CHECKING:
+    from libervia.backend.plugins.plugin_xep_0234 import XEP_0234
+
+log = get_logger(__name__)
+
+
+class FileTransfer(BaseApplicationHandler):
+    """The Jingle application of XEP-0234."""
+
+    namespace = NS_FT
+
+    def __init__(self, plugin: XEP_0234) -> None:
+        self.plugin = plugin
+        self.host = plugin.host
+
+    # --- parsing ----------------------------------------------------------------------------
+
+    def parse_description(
+        self, client: Any, session: Session, content: Content, description: domish.Element
+    ) -> None:
+        if content.senders not in (Senders.INITIATOR, Senders.RESPONDER):
+            raise bad_request("senders must be initiator or responder")
+        info = FileInfo.parse(description, self.plugin.max_size)
+        offer = content.senders.value == content.creator.value
+        if offer and info.size is None:
+            raise bad_request("an offer needs the file size")
+        direction = "in" if content.peer_sends(session) else "out"
+        content.app_data = Transfer(direction, info, time_ordered_uuid(), self._now(client))
+
+    def parse_accept(
+        self, client: Any, session: Session, content: Content, description: domish.Element | None
+    ) -> None:
+        if description is None:
+            return
+        transfer: Transfer = content.app_data
+        info = FileInfo.parse(description, self.plugin.max_size)
+        if transfer.direction == "in":  # our request: the answer tells the size (and hash)
+            self._learn(transfer, info)
+            return
+        if info.range_offset is not None and transfer.info.size is not None:
+            if info.range_offset > transfer.info.size:
+                raise bad_request("range beyond the end of the file")
+            transfer.position = info.range_offset
+
+    @staticmethod
+    def _learn(transfer: Transfer, info: FileInfo) -> None:
+        """Complete what we know of a file we asked for with the sender's description."""
+        known = {a: d for a, d in transfer.info.hashes.items() if d is not None}
+        for algo, digest in info.hashes.items():
+            if digest is not None and known.get(algo, digest) != digest:
+                raise bad_request(f"the {algo} hash is not the one asked for")
+        merged = {**info.hashes, **transfer.info.hashes}
+        transfer.info = replace(
+            transfer.info,
+            size=info.size,
+            name=transfer.info.name or info.name,
+            desc=info.desc,
+            media_type=info.media_type,
+            date=info.date,
+            hashes=merged,
+        )
+        if transfer.hasher is None:
+            algo = hashes.best_algo(merged)
+            if algo is not None:
+                transfer.hash_algo = algo
+                transfer.hasher = hashes.new_hasher(algo)
+        if transfer.hash_algo is not None and transfer.expected is None:
+            transfer.expected = merged.get(transfer.hash_algo)
+
+    def session_info_supported(self, payload: domish.Element) -> bool:
+        return payload.uri == NS_FT and payload.name in ("received", "checksum")
+
+    @staticmethod
+    def _now(client: Any) -> float:
+        return float(client.reactor.seconds())
+
+    # --- receiving --------------------------------------------------------------------------
+
+    async def on_session_initiate(
+        self, client: Any, session: Session, contents: list[Content]
+    ) -> None:
+        if len(contents) != 1:
+            await self.jingle.terminate(
+                client, session, Reason.FAILED_APPLICATION, "one file per session"
+            )
+            return
+        (content,) = contents
+        transfer: Transfer = content.app_data
+        if transfer.direction == "out":  # a request for one of our files: we share none
+            await self.jingle.terminate(
+                client,
+                session,
+                Reason.FAILED_APPLICATION,
+                extra=domish.Element((NS_FT_ERRORS, "file-not-available")),
+            )
+            return
+        answer = self._pre_accepted(client, session, transfer)
+        if answer is None:
+            data = self.action_data(client, session, content)
+            transfer.action = self.host.actions.new(client, data)
+            try:
+                answer = await transfer.action.answer
+            except ActionCancelled:
+                return
+        if session.is_ended:
+            return
+        if not isinstance(answer, dict) or not answer.get("accept"):
+            await self.jingle.terminate(client, session, Reason.DECLINE)
+            return
+        try:
+            self.prepare_file(transfer, answer)
+        except (OSError, InvalidInput) as e:
+            log.warning("cannot save the file of session %s: %s", session.sid, e)
+            await self.jingle.terminate(client, session, Reason.FAILED_APPLICATION, str(e))
+            return
+        content.sink = FileSink(self, client, session, content)
+        self.add_progress(client, session, transfer)
+        await self.jingle.accept(client, session)
+
+    def _pre_accepted(
+        self, client: Any, session: Session, transfer: Transfer
+    ) -> dict[str, Any] | None:
+        """The answer the user gave during a Jingle Message Initiation proposal (XEP-0353)
+        of this session, if any: the user is not asked twice, and the progress id announced
+        then is used."""
+        if "XEP-0353" not in self.host.plugins:
+            return None
+        accepted = self.host.plugins["XEP-0353"].take_accepted(client, session)
+        if accepted is None:
+            return None
+        if accepted.progress_id:
+            transfer.progress_id = accepted.progress_id
+        return dict(accepted.answer)
+
+    def action_data(self, client: Any, session: Session, content: Content) -> dict[str, Any]:
+        """The ``action_new`` data of an offer (contract section D)."""
+        transfer: Transfer = content.app_data
+        info = transfer.info
+        peer = session.peer
+        in_roster = client.roster is not None and client.roster.get(peer) is not None
+        name = info.name or "a file"
+        message = f'{peer.userhost()} wants to send you "{name}" ({human_size(info.size)})'
+        if info.desc:
+            message += f": {info.desc}"
+        if not in_roster:
+            message += " (not in your contacts)"
+        return {
+            "type": "file",
+            "subtype": "jingle",
+            "from_jid": peer.full(),
+            "session_id": session.sid,
+            "progress_id": transfer.progress_id,
+            "in_roster": in_roster,
+            "file": {
+                "name": info.name,
+                "size": info.size,
+                "desc": info.desc,
+                "media_type": info.media_type,
+                "date": info.date,
+                "hash_algo": hashes.best_algo(info.hashes) or "",
+            },
+            "message": message,
+        }
+
+    def prepare_file(
+        self, transfer: Transfer, answer: dict[str, Any], save_as: str | None = None
+    ) -> None:
+        """Reserve the final name and open the partial file (the user accepted)."""
+        directory_value = answer.get("path") or ""
+        if not isinstance(directory_value, str):
+            raise InvalidInput("path must be a directory path")
+        directory = Path(directory_value).expanduser() if directory_value else None
+        directory = directory or self.plugin.download_dir
+        directory.mkdir(parents=True, exist_ok=True)
+        name = save_as or transfer.info.name or "file"
+        if answer.get("overwrite") is True:
+            final = directory / safe_file_name(name)
+        else:
+            final, placeholder = create_exclusive(directory, name)
+            placeholder.close()
+            transfer.reserved = True
+        transfer.path = final
+        transfer.partial = partial_path(final)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
+        transfer.file = os.fdopen(os.open(transfer.partial, flags, 0o600), "wb")
+        algo = hashes.best_algo(transfer.info.hashes)
+        if algo is not None:
+            transfer.hash_algo = algo
+            transfer.hasher = hashes.new_hasher(algo)
+            transfer.expected = transfer.info.hashes[algo]
+
+    def add_progress(self, client: Any, session: Session, transfer: Transfer) -> None:
+        path = transfer.path if transfer.path is not None else ""
+        self.host.progress.add(
+            client,
+            transfer.progress_id,
+            transfer.position_getter,
+            {
+                "type": "file",
+                "direction": transfer.direction,
+                "peer": session.peer.full(),
+                "name": transfer.info.name,
+                "size": transfer.info.size,
+                "session_id": session.sid,
+                "path": str(path),
+            },
+        )
+        transfer.progress_added = True
+
+    def verify(self, client: Any, session: Session, content: Content) -> None:
+        """All the data arrived: check the hash (or wait for the checksum), then finish."""
+        transfer: Transfer = content.app_data
+        if transfer.hasher is not None and transfer.expected is None:
+            transfer.checksum_timer = client.reactor.callLater(
+                CHECKSUM_TIMEOUT, self._no_checksum, client, session, content
+            )
+            return
+        self._check_and_finish(client, session, content)
+
+    def _no_checksum(self, client: Any, session: Session, content: Content) -> None:
+        transfer: Transfer = content.app_data
+        transfer.checksum_timer = None
+        transfer.hasher = None  # nothing to compare with: not verified
+        self._check_and_finish(client, session, content)
+
+    def _check_and_finish(
+        self, client: Any, session: Session, content: Content, notify: bool = True
+    ) -> None:
+        """Check the hash, keep the file, then (``notify``) tell the peer and end."""
+        transfer: Transfer = content.app_data
+        if transfer.over or (notify and session.is_ended):
+            return
+        if transfer.hasher is not None and transfer.expected is not None:
+            if not hashes.digest_matches(transfer.expected, transfer.hasher.digest()):
+                error = LiberviaError(f"the {transfer.hash_algo} hash of the file is wrong")
+                self.fail(client, session, content, Reason.MEDIA_ERROR, error)
+                return
+            transfer.hash_verified = True
+        try:
+            assert transfer.file is not None and transfer.partial and transfer.path
+            transfer.file.close()
+            transfer.file = None
+            os.replace(transfer.partial, transfer.path)
+        except OSError as e:
+            self.fail(client, session, content, Reason.FAILED_APPLICATION, e)
+            return
+        transfer.reserved = False
+        self._finish(client, session, transfer)
+        if not notify:
+            return
+        received = domish.Element((NS_FT, "received"))
+        received["creator"] = content.creator.value
+        received["name"] = content.name
+        background(self._end(client, session, received), f"file received {session.sid}")
+
+    async def _end(self, client: Any, session: Session, received: domish.Element) -> None:
+        try:
+            await self.jingle.session_info(client, session, received)
+        except LiberviaError as e:
+            log.info("received of %s not acknowledged: %s", session.sid, e)
+        await self.jingle.terminate(client, session, Reason.SUCCESS)
+
+    def _finish(self, client: Any, session: Session, transfer: Transfer) -> None:
+        transfer.over = True
+        if not transfer.progress_added:
+            return
+        self.host.progress.finish(
+            client,
+            transfer.progress_id,
+            {
+                "size": transfer.position,
+                "path": str(transfer.path or ""),
+                "hash_algo": transfer.hash_algo or "",
+                "hash_verified": transfer.hash_verified,
+                "duration": max(0.0, self._now(client) - transfer.started),
+            },
+        )
+
+    def fail(
+        self,
+        client: Any,
+        session: Session,
+        content: Content,
+        reason: Reason,
+        error: BaseException,
+        extra: domish.Element | None = None,
+    ) -> None:
+        """The transfer failed: report it, drop the partial data, end the session."""
+        transfer: Transfer = content.app_data
+        if transfer.over:
+            return
+        self.abandon(client, transfer, str(error) or type(error).__name__)
+        background(
+            self.jingle.terminate(client, session, reason, str(error) or None, extra),
+            f"file transfer failed {session.sid}",
+        )
+
+    def abandon(self, client: Any, transfer: Transfer, error: str) -> None:
+        """Report a failure and remove what we wrote (the partial file, the reserved name)."""
+        transfer.over = True
+        if transfer.checksum_timer is not None and transfer.checksum_timer.active():
+            transfer.checksum_timer.cancel()
+        if transfer.action is not None and transfer.action.pending:
+            transfer.action.cancel(error)
+        if transfer.file is not None:
+            transfer.file.close()
+            transfer.file = None
+        if transfer.direction == "in":
+            for path, wanted in ((transfer.partial, True), (transfer.path, transfer.reserved)):
+                if path is not None and wanted:
+                    try:
+                        path.unlink(missing_ok=True)
+                    except OSError as e:
+                        log.warning("cannot remove %s: %s", path, e)
+        if transfer.progress_added:
+            self.host.progress.fail(client, transfer.progress_id, error)
+
+    # --- session events ---------------------------------------------------------------------
+
+    async def on_session_info(self, client: Any, session: Session, payload: domish.Element) -> None:
+        content = self._content_of(session, payload)
+        if content is None:
+            return
+        transfer: Transfer = content.app_data
+        if payload.name == "received":
+            transfer.received_confirmed = True
+            return
+        file_el = next(payload.elements(NS_FT, "file"), None)
+        if file_el is None:
+            return
+        received_hashes = {a: d for a, d in hashes.parse_hashes(file_el).items() if d}
+        if transfer.hash_algo is None or transfer.hash_algo not in received_hashes:
+            return
+        transfer.expected = received_hashes[transfer.hash_algo]
+        if transfer.checksum_timer is not None:  # the data is there, waiting for this
+            if transfer.checksum_timer.active():
+                transfer.checksum_timer.cancel()
+            transfer.checksum_timer = None
+            self._check_and_finish(client, session, content)
+
+    @staticmethod
+    def _content_of(session: Session, payload: domish.Element) -> Content | None:
+        """The content a received/checksum is about (creator/name may be missing)."""
+        ours = [c for c in session.contents.values() if isinstance(c.app_data, Transfer)]
+        name = payload.getAttribute("name")
+        creator = payload.getAttribute("creator")
+        for content in ours:
+            if (name is None or content.name == name) and (
+                creator is None or content.creator.value == creator
+            ):
+                return content
+        return None
+
+    async def on_accepted(self, client: Any, session: Session, content: Content) -> None:
+        transfer: Transfer = content.app_data
+        if transfer.direction == "out":
+            assert transfer.path is not None
+            transfer.file = transfer.path.open("rb")
+            if transfer.position:
+                transfer.file.seek(transfer.position)
+            content.source = FileSource(self, client, session, content)
+
+    def on_content_removed(
+        self, client: Any, session: Session, content: Content, reason: ReasonElement | None
+    ) -> None:
+        transfer = content.app_data
+        if isinstance(transfer, Transfer) and not transfer.over:
+            condition = reason.condition.value if reason else "removed"
+            self.abandon(client, transfer, f"the file was removed by the peer ({condition})")
+
+    def on_session_ended(self, client: Any, session: Session, reason: ReasonElement) -> None:
+        for content in session.contents.values():
+            transfer = content.app_data
+            if not isinstance(transfer, Transfer) or transfer.over:
+                continue
+            size = transfer.info.size
+            complete = transfer.data_done or (size is not None and transfer.position >= size)
+            if reason.condition is Reason.SUCCESS and complete:
+                if transfer.direction == "out":
+                    # the receiver had our hash and accepted the file
+                    transfer.hash_verified = True
+                    self._finish(client, session, transfer)
+                    continue
+                if transfer.file is not None and transfer.position == size:
+                    # the sender ended before its bytestream's end reached us: all is there
+                    if transfer.checksum_timer is not None:
+                        transfer.checksum_timer.cancel()
+                        transfer.checksum_timer = None
+                    if transfer.expected is None:
+                        transfer.hasher = None  # nothing to compare with
+                    self._check_and_finish(client, session, content, notify=False)
+                    continue
+            text = f"session ended: {reason.condition.value}"
+            if reason.text:
+                text += f" ({reason.text})"
+            self.abandon(client, transfer, text)

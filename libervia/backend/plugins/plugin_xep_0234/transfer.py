@@ -1,0 +1,117 @@
+"""The state of one file transfer and its byte endpoints (a file read, a file written)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from twisted.words.xish import domish
+
+from libervia.backend.core.exceptions import LiberviaError
+from libervia.backend.plugins.plugin_xep_0166 import Content, Reason, Session
+from libervia.backend.plugins.plugin_xep_0234.description import NS_FT_ERRORS, FileInfo
+
+if TYPE_CHECKING:
+    from libervia.backend.plugins.plugin_xep_0234.application import FileTransfer
+
+
+class TooMuchData(LiberviaError):
+    """The peer sent more bytes than the size it announced."""
+
+
+@dataclass(eq=False)
+class Transfer:
+    """One file of a session (``content.app_data``)."""
+
+    direction: str  # "in" | "out"
+    info: FileInfo
+    progress_id: str
+    started: float
+    #: the file read (out) or the final path (in)
+    path: Path | None = None
+    partial: Path | None = None
+    #: the file reserved by create_exclusive (removed on failure)
+    reserved: bool = False
+    file: BinaryIO | None = None
+    position: int = 0
+    hash_algo: str | None = None
+    hasher: Any = None
+    expected: bytes | None = None
+    action: Any = None
+    progress_added: bool = False
+    #: all the data moved (in: received and closed; out: sent)
+    data_done: bool = False
+    #: the end was reported (progress finished or failed)
+    over: bool = False
+    hash_verified: bool = False
+    received_confirmed: bool = False
+    checksum_timer: Any = None
+
+    def position_getter(self) -> dict[str, int]:
+        return {"position": self.position, "size": self.info.size or 0}
+
+
+class FileSource:
+    """The ByteSource of a file we send."""
+
+    def __init__(self, app: FileTransfer, client: Any, session: Session, content: Content):
+        self.app, self.client, self.session, self.content = app, client, session, content
+        self.transfer: Transfer = content.app_data
+
+    async def read(self, size: int) -> bytes:
+        transfer = self.transfer
+        if transfer.file is None:
+            return b""
+        data = transfer.file.read(size)
+        transfer.position += len(data)
+        return data
+
+    def close(self, error: BaseException | None = None) -> None:
+        transfer = self.transfer
+        if transfer.file is not None:
+            transfer.file.close()
+            transfer.file = None
+        if error is None:
+            transfer.data_done = True  # the receiver ends the session
+            return
+        self.app.fail(self.client, self.session, self.content, Reason.CONNECTIVITY_ERROR, error)
+
+
+class FileSink:
+    """The ByteSink of a file we receive: size limit, hash, partial file."""
+
+    def __init__(self, app: FileTransfer, client: Any, session: Session, content: Content):
+        self.app, self.client, self.session, self.content = app, client, session, content
+        self.transfer: Transfer = content.app_data
+
+    async def write(self, data: bytes) -> None:
+        transfer = self.transfer
+        if transfer.over or transfer.file is None:
+            raise TooMuchData("the transfer is over")
+        size = transfer.info.size
+        limit = size if size is not None else self.app.plugin.max_size
+        if transfer.position + len(data) > limit:
+            error = TooMuchData(f"more than the {limit} bytes announced or allowed")
+            extra = domish.Element((NS_FT_ERRORS, "file-too-large"))
+            self.app.fail(self.client, self.session, self.content, Reason.MEDIA_ERROR, error, extra)
+            raise error
+        transfer.file.write(data)
+        if transfer.hasher is not None:
+            transfer.hasher.update(data)
+        transfer.position += len(data)
+
+    def close(self, error: BaseException | None = None) -> None:
+        transfer = self.transfer
+        if transfer.over:
+            return
+        if error is not None:
+            self.app.fail(self.client, self.session, self.content, Reason.FAILED_TRANSPORT, error)
+            return
+        transfer.data_done = True
+        size = transfer.info.size
+        if size is not None and transfer.position != size:
+            error = LiberviaError(f"received {transfer.position} of {size} bytes")
+            self.app.fail(self.client, self.session, self.content, Reason.MEDIA_ERROR, error)
+            return
+        self.app.verify(self.client, self.session, self.content)
