@@ -858,12 +858,19 @@ class XEP_0353:  # noqa: N801 - plugin classes are named after their XEP
                 proposal.action.cancel(REASON_EXPIRED)
 
     def _session_missing(self, client: Any, proposal: Proposal) -> None:
-        """We proceeded but no session-initiate came."""
+        """We proceeded but no session-initiate came (through :meth:`take_accepted`)."""
         proposal.timer = None
         if proposal.state is not ProposalState.PROCEEDED:
             return
-        proposal.state = ProposalState.EXPIRED
         self._forget(client, proposal)
+        session = self.jingle.get_session(client, proposal.peer, proposal.sid)
+        if session is not None and not session.is_ended:
+            # the session came, but its application did not take the acceptance (it asked
+            # the user again): only its finish is left to us
+            proposal.state = ProposalState.STARTED
+            self.track(client, session)
+            return
+        proposal.state = ProposalState.EXPIRED
         if proposal.elsewhere:
             self._fail_progress(client, proposal, REASON_ACCEPTED_ELSEWHERE)
             return

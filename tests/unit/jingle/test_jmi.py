@@ -856,3 +856,97 @@ async def test_disconnection_ends_our_proposals(tmp_path: Path) -> None:
         assert not [c for c in reactor.getDelayedCalls() if "_outgoing_expired" in repr(c)]
     finally:
         await host.stop()
+
+
+@aio
+async def test_retract_seen_in_a_received_carbon(tmp_path: Path) -> None:
+    """The sender's retract addressed to our other device (we get its received carbon)
+    cancels the action here too."""
+    host, client, stream, reactor, jmi_plugin, *_ = await proposed(tmp_path, carbons=True)
+    try:
+        retract = jmi("retract", inner=reason("cancel"))
+        stream.receive(carbon("received", inner_message(BOB, OUR_PHONE, retract)))
+        await settle()
+        assert pending(host) == []
+        update = json.loads(signals(host, "action_update")[0][1])
+        assert update["reason"] == REASON_RETRACTED
+    finally:
+        await host.stop()
+
+
+@aio
+async def test_finish_before_any_answer_cancels(tmp_path: Path) -> None:
+    """A finish from the sender for a proposal still asked withdraws it too; then a late
+    copy of the propose (archive order, offline storage) is not asked again."""
+    host, client, stream, reactor, jmi_plugin, *_ = await proposed(tmp_path)
+    try:
+        stream.receive(message(BOB, jmi("finish", inner=reason("success")), to=ALICE))
+        await settle()
+        assert pending(host) == []
+        stream.receive(file_propose())
+        await settle()
+        assert pending(host) == [] and stream.sent_xml() == []
+        # a retract arriving before its propose: the propose is never asked
+        stream.receive(message(BOB, jmi("retract", "s9", reason("cancel")), "alice@localhost"))
+        stream.receive(message(BOB, jmi("propose", "s9", FILE_DESC), "alice@localhost"))
+        await settle()
+        assert pending(host) == [] and stream.sent_xml() == []
+    finally:
+        await host.stop()
+
+
+@aio
+async def test_both_devices_accepted_the_other_got_the_session(tmp_path: Path) -> None:
+    """We and our phone both proceeded; the sender started the session with the phone: once
+    the wait for the session-initiate ends, the progress announced here fails with
+    "accepted on another device" and no finish is sent (the session is the phone's)."""
+    host, client, stream, reactor, jmi_plugin, *_ = await proposed(tmp_path, carbons=True)
+    sent = Sent(stream)
+    try:
+        (action,) = pending(host)
+        host.actions.launch("alice", action.id, {"accept": True})
+        await sent.all()
+        stream.receive(carbon("sent", inner_message(OUR_PHONE, BOB, jmi("proceed"))))
+        await settle()
+        reactor.advance(300)  # the session-initiate timer
+        assert await sent.all() == []
+        assert signals(host, "progress_error") == [
+            (action.data["progress_id"], REASON_ACCEPTED_ELSEWHERE, "alice")
+        ]
+    finally:
+        await host.stop()
+
+
+@aio
+async def test_session_not_taken_by_its_application_still_finished(tmp_path: Path) -> None:
+    """Accepted in preflight, but the application of the session did not call take_accepted
+    (it asks again): at the end of the wait the live session is found, nothing fails, and
+    its end sends the finish."""
+    host, client, stream, reactor, jmi_plugin, app, file_app = await proposed(tmp_path)
+    sent = Sent(stream)
+    try:
+        (action,) = pending(host)
+        host.actions.launch("alice", action.id, {"accept": True})
+        await sent.all()
+        app.auto_accept = True
+        initiate = (
+            f"<jingle xmlns='{NS_JINGLE}' action='session-initiate' sid='s1'>"
+            "<content creator='initiator' name='0' senders='initiator'>"
+            f"{APP_DESC}<transport xmlns='{NS_TR}'/></content></jingle>"
+        )
+        stream.receive(jingle_iq(initiate))
+        await sent.all()
+        sent.ack(1)
+        await settle()
+        reactor.advance(300)  # the session-initiate timer
+        assert await sent.all() == []
+        assert signals(host, "progress_error") == []
+        stream.receive(
+            jingle_iq(
+                f"<jingle xmlns='{NS_JINGLE}' action='session-terminate' sid='s1'>"
+                "<reason><success/></reason></jingle>"
+            )
+        )
+        assert await sent.all() == [result_to(), out(BOB, "finish", inner=reason("success"))]
+    finally:
+        await host.stop()
