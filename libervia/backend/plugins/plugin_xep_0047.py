@@ -132,13 +132,18 @@ def _error(iq: domish.Element, condition: str, text: str | None = None) -> domis
     return response
 
 
+def is_decimal(value: str) -> bool:
+    """ASCII digits only (``str.isdigit`` also accepts other scripts' digits)."""
+    return 0 < len(value) <= 20 and value.isascii() and value.isdigit()
+
+
 def parse_block_size(value: str | None) -> int:
     """A ``block-size`` attribute (1..65535).
 
     Raises:
         ValueError: missing, not a number, or out of range.
     """
-    if value is None or not value.isdigit():
+    if value is None or not is_decimal(value):
         raise ValueError(f"invalid block-size {value!r}")
     size = int(value)
     if not 0 < size <= MAX_BLOCK_SIZE:
@@ -347,7 +352,7 @@ class XEP_0047:  # noqa: N801 - plugin classes are named after their XEP
             client.send(_error(iq, "item-not-found"))
             return
         seq_value = element.getAttribute("seq") or ""
-        if not seq_value.isdigit() or int(seq_value) >= SEQ_MODULO:
+        if not is_decimal(seq_value) or int(seq_value) >= SEQ_MODULO:
             self._refuse_and_close(client, session, iq, "bad-request", "invalid seq")
             return
         seq = int(seq_value)

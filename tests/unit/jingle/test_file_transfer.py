@@ -562,3 +562,25 @@ async def test_offer_accepted_during_jingle_message_initiation(tmp_path: Path) -
         if real is not None:
             host.plugins.instances["XEP-0353"] = real
         await host.stop()
+
+
+@aio
+async def test_bare_jid_goes_to_the_best_device(tmp_path: Path) -> None:
+    """A bare JID is sent to its available resource of highest priority; without any
+    known device it is refused."""
+    from libervia.backend.core.exceptions import NotFound
+
+    host, client, stream, reactor = await jingle_host(tmp_path)
+    plugin = host.plugins["XEP-0234"]
+    try:
+        with pytest.raises(NotFound):
+            plugin.resolve_peer(client, JID("bob@localhost"))
+        stream.receive(f"<presence from='{BOB}' to='{ALICE}'><priority>5</priority></presence>")
+        stream.receive(
+            f"<presence from='bob@localhost/pc' to='{ALICE}'><priority>1</priority></presence>"
+        )
+        await settle()
+        assert plugin.resolve_peer(client, JID("bob@localhost")) == JID(BOB)
+        assert plugin.resolve_peer(client, JID("bob@localhost/pc")) == JID("bob@localhost/pc")
+    finally:
+        await host.stop()

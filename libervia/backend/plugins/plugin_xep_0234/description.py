@@ -8,6 +8,7 @@ from pathlib import Path
 from twisted.words.xish import domish
 
 from libervia.backend.plugins import plugin_xep_0300 as hashes
+from libervia.backend.plugins.plugin_xep_0047 import is_decimal
 from libervia.backend.plugins.plugin_xep_0166.errors import bad_request
 
 NS_FT = "urn:xmpp:jingle:apps:file-transfer:5"
@@ -74,13 +75,13 @@ class FileInfo:
                 values.setdefault(child.name, str(child).strip()[:MAX_TEXT])
             elif child.name == "range":
                 offset = child.getAttribute("offset") or "0"
-                if not offset.isdigit():
+                if not is_decimal(offset):
                     raise bad_request("invalid range offset")
                 range_offset = int(offset)
         size = None
         if "size" in values:
             text = values["size"]
-            if not text.isdigit() or len(text) > 20:
+            if not is_decimal(text):
                 raise bad_request(f"invalid file size {text[:30]!r}")
             size = int(text)
             if size > max_size:
