@@ -584,3 +584,54 @@ async def test_bare_jid_goes_to_the_best_device(tmp_path: Path) -> None:
         assert plugin.resolve_peer(client, JID("bob@localhost/pc")) == JID("bob@localhost/pc")
     finally:
         await host.stop()
+
+
+@aio
+async def test_sender_ends_when_receiver_stays_silent(tmp_path: Path) -> None:
+    """We offer; the literal peer accepts (lowering the block size), we open IBB and send
+    everything; the receiver never ends the session: 60 s later we end it with success,
+    the progress finishes without claiming the hash was checked."""
+    host, client, stream, reactor = await jingle_host(tmp_path)
+    sent = Sent(stream)
+    source = tmp_path / "f.bin"
+    source.write_bytes(b"abcdef")
+    try:
+        task = asyncio.ensure_future(
+            host.plugins["XEP-0234"].file_send(client, JID(BOB), source, transport="ibb")
+        )
+        await until(lambda: stream.transport.value(), "offer sent")
+        out = await sent.one()
+        sid = out.split(" sid='")[1].split("'")[0]
+        ibb_sid = out.split(f"<transport xmlns='{JIBB}' block-size='4096' sid='")[1][:32]
+        description = out.split("<description")[1].split("</description>")[0]
+        sent.ack()
+        await task
+        stream.receive(
+            jingle_iq(
+                f"<jingle xmlns='{NS_JINGLE}' action='session-accept' sid='{sid}'>"
+                f"<content creator='initiator' name='0' senders='initiator'><description"
+                f"{description}</description><transport xmlns='{JIBB}' block-size='4' "
+                f"sid='{ibb_sid}'/></content></jingle>"
+            )
+        )
+        out = await sent.all()
+        assert out[1] == (
+            f"<iq type='set' to='{BOB}' id='ID'><open xmlns='{IBB}' block-size='4' "
+            f"sid='{ibb_sid}' stanza='iq'/></iq>"
+        )
+        sent.ack(1)
+        for chunk in (b"abcd", b"ef"):
+            assert b64encode(chunk).decode() in await sent.one()
+            sent.ack()
+        assert "<close xmlns" in await sent.one()
+        sent.ack()
+        await settle()
+        reactor.advance(59)  # not yet the wait for the receiver
+        assert await sent.all() == []
+        reactor.advance(1)  # the receiver stayed silent
+        assert "<reason><success/></reason>" in await sent.one()
+        ((_, meta, _),) = emitted(host, "progress_finished")
+        meta = json.loads(meta)
+        assert meta["size"] == 6 and meta["hash_verified"] is False
+    finally:
+        await host.stop()

@@ -24,6 +24,7 @@ from libervia.backend.plugins.plugin_xep_0166.elements import ReasonElement
 from libervia.backend.plugins.plugin_xep_0166.errors import bad_request
 from libervia.backend.plugins.plugin_xep_0234.description import (
     CHECKSUM_TIMEOUT,
+    DONE_TIMEOUT,
     NS_FT,
     NS_FT_ERRORS,
     FileInfo,
@@ -252,6 +253,24 @@ class FileTransfer(BaseApplicationHandler):
             return
         self._check_and_finish(client, session, content)
 
+    def wait_for_receiver(self, client: Any, session: Session, content: Content) -> None:
+        """Every byte was sent: the receiver ends the session; if it does not within
+        ``DONE_TIMEOUT`` seconds, we do (success, but nothing confirmed)."""
+        transfer: Transfer = content.app_data
+        transfer.checksum_timer = client.reactor.callLater(
+            DONE_TIMEOUT, self._receiver_silent, client, session, transfer
+        )
+
+    def _receiver_silent(self, client: Any, session: Session, transfer: Transfer) -> None:
+        transfer.checksum_timer = None
+        if session.is_ended or transfer.over:
+            return
+        log.info("session %s: the receiver did not end it, we do", session.sid)
+        transfer.ended_by_us = True
+        background(
+            self.jingle.terminate(client, session, Reason.SUCCESS), f"file sent {session.sid}"
+        )
+
     def _no_checksum(self, client: Any, session: Session, content: Content) -> None:
         transfer: Transfer = content.app_data
         transfer.checksum_timer = None
@@ -361,7 +380,7 @@ class FileTransfer(BaseApplicationHandler):
             transfer.received_confirmed = True
             return
         file_el = next(payload.elements(NS_FT, "file"), None)
-        if file_el is None:
+        if file_el is None or transfer.direction != "in":
             return
         received_hashes = {a: d for a, d in hashes.parse_hashes(file_el).items() if d}
         if transfer.hash_algo is None or transfer.hash_algo not in received_hashes:
@@ -412,14 +431,17 @@ class FileTransfer(BaseApplicationHandler):
             complete = transfer.data_done or (size is not None and transfer.position >= size)
             if reason.condition is Reason.SUCCESS and complete:
                 if transfer.direction == "out":
+                    if transfer.checksum_timer is not None and transfer.checksum_timer.active():
+                        transfer.checksum_timer.cancel()
                     # the receiver had our hash and accepted the file
-                    transfer.hash_verified = True
+                    transfer.hash_verified = not transfer.ended_by_us
                     self._finish(client, session, transfer)
                     continue
                 if transfer.file is not None and transfer.position == size:
                     # the sender ended before its bytestream's end reached us: all is there
                     if transfer.checksum_timer is not None:
-                        transfer.checksum_timer.cancel()
+                        if transfer.checksum_timer.active():
+                            transfer.checksum_timer.cancel()
                         transfer.checksum_timer = None
                     if transfer.expected is None:
                         transfer.hasher = None  # nothing to compare with

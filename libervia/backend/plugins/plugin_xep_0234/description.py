@@ -20,6 +20,8 @@ MAX_TEXT = 10_000
 HASH_ALGO = "sha-256"
 #: how long a finished download waits for the sender's checksum (offer with hash-used)
 CHECKSUM_TIMEOUT = 30.0
+#: how long a sender waits, once every byte is sent, for the receiver to end the session
+DONE_TIMEOUT = 60.0
 READ_BLOCK = 1 << 16
 
 

@@ -46,6 +46,9 @@ class Transfer:
     over: bool = False
     hash_verified: bool = False
     received_confirmed: bool = False
+    #: we ended the session ourselves (the receiver never did): nothing confirmed
+    ended_by_us: bool = False
+    #: the checksum wait (receiver) or the wait for the receiver's end (sender)
     checksum_timer: Any = None
 
     def position_getter(self) -> dict[str, int]:
@@ -73,7 +76,8 @@ class FileSource:
             transfer.file.close()
             transfer.file = None
         if error is None:
-            transfer.data_done = True  # the receiver ends the session
+            transfer.data_done = True  # the receiver ends the session (else: done_timeout)
+            self.app.wait_for_receiver(self.client, self.session, self.content)
             return
         self.app.fail(self.client, self.session, self.content, Reason.CONNECTIVITY_ERROR, error)
 
