@@ -333,7 +333,9 @@ def file_metadata(description: domish.Element) -> dict[str, Any] | None:
         if child.name in ("name", "size", "desc", "media-type", "mediaType", "date"):
             values.setdefault(child.name, str(child).strip()[:MAX_TEXT])
     size_text = values.get("size", "")
-    size = int(size_text) if size_text.isdigit() and len(size_text) <= 20 else None
+    # ASCII digits only: str.isdigit() accepts other scripts' digits (and "²", which int refuses)
+    valid = size_text.isascii() and size_text.isdigit() and len(size_text) <= 20
+    size = int(size_text) if valid else None
     algos = [h.getAttribute("algo") or "" for h in file_el.elements(NS_HASHES, "hash")]
     algos += [h.getAttribute("algo") or "" for h in file_el.elements(NS_HASHES, "hash-used")]
     return {

@@ -35,6 +35,7 @@ from libervia.backend.plugins.plugin_xep_0353 import (
     ProposalEnded,
     ProposalState,
     descriptions_match,
+    file_metadata,
     wins,
 )
 from libervia.backend.tools import xml as xml_tools
@@ -202,6 +203,16 @@ def test_descriptions_match() -> None:
     assert not descriptions_match(proposed, [None])
     both = [element(FILE_DESC), element(APP_DESC)]
     assert descriptions_match(both, [element(APP_DESC), element(FILE_DESC)])
+
+
+def test_file_metadata_size_from_peers() -> None:
+    """The size is read only from ASCII decimal digits: other scripts' digits, superscripts,
+    signs and absurd lengths give no size (never an exception)."""
+    for bad in ("\u0663\u0663", "\u00b2", "-1", "+5", "1e3", "9" * 21, ""):
+        desc = element(FILE_DESC.replace("2300000", bad))
+        assert file_metadata(desc)["size"] is None, bad
+    assert file_metadata(element(FILE_DESC))["size"] == 2300000
+    assert file_metadata(element(f"<description xmlns='{NS_FT}'/>")) is None
 
 
 # --- initiator ------------------------------------------------------------------------------
