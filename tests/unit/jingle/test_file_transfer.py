@@ -635,3 +635,39 @@ async def test_sender_ends_when_receiver_stays_silent(tmp_path: Path) -> None:
         assert meta["size"] == 6 and meta["hash_verified"] is False
     finally:
         await host.stop()
+
+
+@aio
+async def test_overwrite_only_when_asked_and_only_on_success(tmp_path: Path) -> None:
+    """With overwrite the existing file is replaced once the new one is complete and
+    verified; a failed transfer leaves it untouched."""
+    content = b"0123456789"
+    downloads = tmp_path / "down"
+    downloads.mkdir()
+    existing = downloads / "a.txt"
+    existing.write_bytes(b"old")
+    choice = {"accept": True, "path": str(downloads), "overwrite": True}
+    (tmp_path / "1").mkdir()
+    host, client, stream, reactor, sent, _ = await receiving(
+        tmp_path / "1", offer(hash_el=sha256_el(b"something else")), choice
+    )
+    try:
+        stream.receive(data_iq(0, content))
+        stream.receive(ibb(f"<close xmlns='{IBB}' sid='ibb1'/>", "b2"))
+        await sent.all()
+        assert sorted(p.name for p in downloads.iterdir()) == ["a.txt"]
+        assert existing.read_bytes() == b"old"
+    finally:
+        await host.stop()
+    (tmp_path / "2").mkdir()
+    host, client, stream, reactor, sent, _ = await receiving(
+        tmp_path / "2", offer(hash_el=sha256_el(content)), choice
+    )
+    try:
+        stream.receive(data_iq(0, content))
+        stream.receive(ibb(f"<close xmlns='{IBB}' sid='ibb1'/>", "b2"))
+        await sent.all()
+        assert sorted(p.name for p in downloads.iterdir()) == ["a.txt"]
+        assert existing.read_bytes() == content
+    finally:
+        await host.stop()
