@@ -57,6 +57,12 @@ class XEP_0030:  # noqa: N801 - plugin classes are named after their XEP
         """Remember an entity's infos for this session (e.g. known from its capabilities)."""
         client.extra.setdefault(CACHE_KEY, {})[(entity.full(), node)] = info
 
+    def cached_infos(self, client: Any, entity: JID, node: str = "") -> disco.DiscoInfo | None:
+        """An entity's infos when already known this session (from a query or its
+        capabilities), without asking it."""
+        cache: dict[tuple[str, str], disco.DiscoInfo] = client.extra.get(CACHE_KEY, {})
+        return cache.get((entity.full(), node))
+
     async def get_infos(
         self, client: Any, entity: JID | None = None, node: str = "", use_cache: bool = True
     ) -> disco.DiscoInfo:

@@ -67,7 +67,7 @@ PLUGIN_INFO = {
     "import_name": "XEP-0260",
     "type": "XEP",
     "protocols": ["XEP-0260"],
-    "dependencies": ["XEP-0166", "XEP-0065"],
+    "dependencies": ["XEP-0030", "XEP-0166", "XEP-0065"],
     "main": "XEP_0260",
     "handler": False,
     "description": "Jingle transport over SOCKS5 bytestreams (direct or through a proxy)",
@@ -241,11 +241,22 @@ class XEP_0260(BaseTransportHandler):  # noqa: N801 - plugin classes are named a
     def __init__(self, host: Any) -> None:
         self.host = host
         self.s5 = host.plugins["XEP-0065"]
+        self.disco = host.plugins["XEP-0030"]
         #: seconds between attempts, and before proxies (tests set them to 0)
         self.stagger = STAGGER
         self.proxy_delay = PROXY_DELAY
         self.negotiation_timeout = NEGOTIATION_TIMEOUT
         host.plugins["XEP-0166"].register_transport(self)
+
+    def is_usable(self, client: Any, content: Content) -> bool:
+        """False when the peer's features are known (disco or capabilities) and lack SOCKS5
+        bytestreams: the core then offers the next transport (IBB) at once instead of
+        having the offer refused. Unknown features: worth trying (IBB is the fallback)."""
+        session = content.session
+        if session is None:
+            return True
+        infos = self.disco.cached_infos(client, session.peer)
+        return infos is None or NS_S5B in infos.features
 
     # --- offers and answers ---------------------------------------------------------------
 

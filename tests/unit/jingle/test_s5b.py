@@ -851,3 +851,33 @@ async def test_attempts_are_staggered_on_the_clock(tmp_path: Path) -> None:
         sent.ack()
     finally:
         await host.stop()
+
+
+@aio
+async def test_not_usable_when_the_peer_is_known_to_lack_s5b(tmp_path: Path) -> None:
+    """A peer whose features are known without SOCKS5 bytestreams gets IBB at once; an unknown
+    peer is offered SOCKS5 (IBB remains the fallback)."""
+    from wokkel.disco import DiscoFeature, DiscoInfo
+
+    host, client, stream, reactor = await jingle_host(tmp_path, transports=(NS_S5B, NS_IBB))
+    try:
+        jingle = host.plugins["XEP-0166"]
+        app = App()
+        jingle.register_application(app)
+
+        def chosen(peer: str) -> str:
+            session = jingle.create_session(client, JID(peer))
+            content = jingle.add_content(session, app, None, senders=Senders.INITIATOR)
+            transport = jingle.select_transport(client, content)
+            assert transport is not None
+            return str(transport.namespace)
+
+        assert chosen(BOB) == NS_S5B  # nothing known about bob
+        known = DiscoInfo()
+        known.append(DiscoFeature(NS_IBB))
+        host.plugins["XEP-0030"].cache_infos(client, JID("carol@localhost/pc"), known)
+        assert chosen("carol@localhost/pc") == NS_IBB
+        known.append(DiscoFeature(NS_S5B))
+        assert chosen("carol@localhost/pc") == NS_S5B
+    finally:
+        await host.stop()

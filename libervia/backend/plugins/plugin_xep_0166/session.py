@@ -60,6 +60,8 @@ class Content:
     tried_transports: list[str] = field(default_factory=list)
     #: a transport-replace we sent and the peer has not answered yet
     replacing: BaseTransportHandler | None = None
+    #: the session holding the content (set when it is added to one)
+    session: Session | None = field(default=None, repr=False)
 
     @property
     def key(self) -> tuple[Role, str]:
@@ -131,6 +133,7 @@ class Session:
         return self.contents.get((creator, name))
 
     def add(self, content: Content) -> Content:
+        content.session = self
         self.contents[content.key] = content
         return content
 
