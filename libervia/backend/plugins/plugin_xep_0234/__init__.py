@@ -43,6 +43,7 @@ from typing import Any
 
 from twisted.words.protocols.jabber.jid import JID
 
+from libervia.backend.core.aio import background
 from libervia.backend.core.exceptions import InvalidInput, LiberviaError, NotFound
 from libervia.backend.core.log import get_logger
 from libervia.backend.plugins import plugin_xep_0300 as hashes
@@ -126,9 +127,16 @@ class XEP_0234:  # noqa: N801 - plugin classes are named after their XEP
         name: str | None = None,
         desc: str = "",
         transport: str = "auto",
+        *,
+        jmi: bool = False,
     ) -> dict[str, str]:
         """Offer a file to ``peer``; returns ``{"progress": id, "session_id": sid}`` once the
         offer was acknowledged (the transfer goes on in the background).
+
+        With ``jmi``, the file is first proposed to every device of the peer (XEP-0353, to
+        its bare JID) and returned at once: the session goes to the device that proceeds,
+        with the proposal's id as sid; a rejection, a timeout or a lost connection fails the
+        progress.
 
         Raises:
             NotFound: no such file, or no device of a bare JID.
@@ -143,7 +151,10 @@ class XEP_0234:  # noqa: N801 - plugin classes are named after their XEP
             raise NotFound(f"no file {path}") from None
         if not path.is_file():
             raise InvalidInput(f"{path} is not a regular file")
-        peer = self.resolve_peer(client, peer)
+        if jmi and "XEP-0353" not in self.host.plugins:
+            raise InvalidInput("Jingle Message Initiation (XEP-0353) is not available")
+        if not jmi:
+            peer = self.resolve_peer(client, peer)
         digest = await asyncio.to_thread(hash_file, path)
         info = FileInfo(
             name=name or path.name,
@@ -153,10 +164,12 @@ class XEP_0234:  # noqa: N801 - plugin classes are named after their XEP
             date=datetime.fromtimestamp(stat.st_mtime, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             hashes={HASH_ALGO: digest},
         )
-        session = self.jingle.create_session(client, peer)
         now = float(client.reactor.seconds())
         transfer = Transfer("out", info, time_ordered_uuid(), now, path=path)
         transfer.hash_algo = HASH_ALGO
+        if jmi:
+            return await self._propose(client, JID(peer.userhost()), info, transfer, namespace)
+        session = self.jingle.create_session(client, peer)
         self.jingle.add_content(
             session,
             self.app,
@@ -172,6 +185,48 @@ class XEP_0234:  # noqa: N801 - plugin classes are named after their XEP
             self.app.abandon(client, transfer, f"offer not delivered: {e}")
             raise
         return {"progress": transfer.progress_id, "session_id": session.sid}
+
+    async def _propose(
+        self, client: Any, peer: JID, info: FileInfo, transfer: Transfer, namespace: str | None
+    ) -> dict[str, str]:
+        jmi = self.host.plugins["XEP-0353"]
+        sid = await jmi.propose(client, peer, [info.description()])
+        self.app.add_progress(client, None, transfer, peer=peer, sid=sid)
+        background(
+            self._send_when_proceeded(client, peer, sid, info, transfer, namespace),
+            f"file proposal {sid}",
+        )
+        return {"progress": transfer.progress_id, "session_id": sid}
+
+    async def _send_when_proceeded(
+        self,
+        client: Any,
+        peer: JID,
+        sid: str,
+        info: FileInfo,
+        transfer: Transfer,
+        namespace: str | None,
+    ) -> None:
+        jmi = self.host.plugins["XEP-0353"]
+        try:
+            device = await jmi.wait_proceed(client, peer, sid)
+        except LiberviaError as e:  # rejected, retracted, timeout, disconnected
+            self.app.abandon(client, transfer, f"{peer.full()} did not take the file: {e}")
+            return
+        session = self.jingle.create_session(client, device, sid)
+        self.jingle.add_content(
+            session,
+            self.app,
+            info.description(),
+            senders=Senders.INITIATOR,
+            app_data=transfer,
+            transport=namespace,
+        )
+        jmi.track(client, session)
+        try:
+            await self.jingle.initiate(client, session)
+        except LiberviaError as e:
+            self.app.abandon(client, transfer, f"offer not delivered: {e}")
 
     def _transport_namespace(self, transport: str) -> str | None:
         if transport not in TRANSPORTS:

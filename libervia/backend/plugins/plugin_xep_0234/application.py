@@ -225,7 +225,16 @@ class FileTransfer(BaseApplicationHandler):
             transfer.hasher = hashes.new_hasher(algo)
             transfer.expected = transfer.info.hashes[algo]
 
-    def add_progress(self, client: Any, session: Session, transfer: Transfer) -> None:
+    def add_progress(
+        self,
+        client: Any,
+        session: Session | None,
+        transfer: Transfer,
+        peer: Any = None,
+        sid: str = "",
+    ) -> None:
+        """Announce the transfer's progress (``peer``/``sid`` when there is no session yet:
+        a Jingle Message Initiation proposal waiting for a device to proceed)."""
         path = transfer.path if transfer.path is not None else ""
         self.host.progress.add(
             client,
@@ -234,10 +243,10 @@ class FileTransfer(BaseApplicationHandler):
             {
                 "type": "file",
                 "direction": transfer.direction,
-                "peer": session.peer.full(),
+                "peer": (session.peer if session is not None else peer).full(),
                 "name": transfer.info.name,
                 "size": transfer.info.size,
-                "session_id": session.sid,
+                "session_id": session.sid if session is not None else sid,
                 "path": str(path),
             },
         )

@@ -16,20 +16,23 @@ if TYPE_CHECKING:
 
 def _extra(value: str) -> dict[str, Any]:
     if not value:
-        return {"transport": "auto"}
+        return {"transport": "auto", "jmi": False}
     try:
         data = json.loads(value)
     except ValueError as e:
         raise InvalidInput(f"extra is not valid JSON: {e}") from None
     if not isinstance(data, dict):
         raise InvalidInput("extra must be a JSON object")
-    unknown = set(data) - {"transport"}
+    unknown = set(data) - {"transport", "jmi"}
     if unknown:
         raise InvalidInput(f"unknown extra keys {sorted(unknown)}")
     transport = data.get("transport", "auto")
     if not isinstance(transport, str):
         raise InvalidInput("transport must be a string")
-    return {"transport": transport}
+    jmi = data.get("jmi", False)
+    if not isinstance(jmi, bool):
+        raise InvalidInput("jmi must be a boolean")
+    return {"transport": transport, "jmi": jmi}
 
 
 def register_bridge(plugin: XEP_0234, bridge: Any) -> None:
@@ -45,7 +48,13 @@ def register_bridge(plugin: XEP_0234, bridge: Any) -> None:
             raise InvalidInput("a file path is required")
         client = await host.client_of(profile_key)
         result = await plugin.file_send(
-            client, peer, Path(filepath), name or None, file_desc, options["transport"]
+            client,
+            peer,
+            Path(filepath),
+            name or None,
+            file_desc,
+            options["transport"],
+            jmi=options["jmi"],
         )
         return json.dumps(result)
 
@@ -73,7 +82,13 @@ def register_bridge(plugin: XEP_0234, bridge: Any) -> None:
         return json.dumps(result)
 
     profile = ("profile_key", "s")
-    extra_arg = ("extra", "s", 'serialised dict: transport ("auto", "ibb" or "s5b")')
+    extra_arg = (
+        "extra",
+        "s",
+        'serialised dict: transport ("auto", "ibb" or "s5b"); jmi (file_send: true to propose '
+        "the file to every device of the peer first, XEP-0353, and send it to the one that "
+        "accepts; between Libervia clients: others ignore such proposals)",
+    )
     add: Callable[..., None] = bridge.add_method
     add(
         "file_send",
