@@ -133,13 +133,19 @@ class FileSend(Command):
         ("li file send bob@example.org/laptop report.pdf", "send a file"),
         ("li file send bob@example.org/laptop *.jpg -d 'holiday pictures'", "several files"),
         ("li file send bob@example.org/laptop big.iso --transport ibb", "in-band only"),
+        ("li file send bob@example.org report.pdf --jmi", "to whichever device accepts"),
         ("li file send bob@example.org/laptop notes.txt --name todo.txt -O json", "as JSON"),
     )
     need_connect = True
     use_output = True
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("jid", metavar="JID", help="recipient (a full JID: user@host/res)")
+        parser.add_argument(
+            "jid",
+            metavar="JID",
+            help="recipient: a full JID (user@host/res), or a bare one (its most available "
+            "device; with --jmi, every device is asked)",
+        )
         parser.add_argument("files", metavar="FILE", nargs="+", help="files to send")
         parser.add_argument(
             "-d", "--description", default="", help="description sent with each file"
@@ -152,6 +158,13 @@ class FileSend(Command):
             help="how the data goes: auto (the best usable, the default), ibb (in-band, "
             "through the server), s5b (SOCKS5: direct or through a proxy)",
         )
+        parser.add_argument(
+            "--jmi",
+            action="store_true",
+            help="propose each file to every device of JID first (Jingle Message Initiation, "
+            "XEP-0353) and send it to the one that accepts; for Libervia peers (other clients "
+            "ignore file proposals)",
+        )
 
     async def run(self, cli: Cli) -> None:
         args = cli.args
@@ -161,7 +174,10 @@ class FileSend(Command):
         for path in paths:
             if not path.is_file():
                 raise CommandError(f"{path}: no such file", C.EXIT_NOT_FOUND)
-        extra = json.dumps({"transport": args.transport})
+        options: dict[str, Any] = {"transport": args.transport}
+        if args.jmi:
+            options["jmi"] = True
+        extra = json.dumps(options)
         results = []
         for path in paths:
             results.append(await self.send(cli, path, args.name or path.name, extra))

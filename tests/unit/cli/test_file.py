@@ -501,3 +501,15 @@ async def test_receive_bad_path(tmp_path: Path) -> None:
     r = await li("file", "receive", "-y", "--path", str(tmp_path / "nope"))
     assert r.code == C.EXIT_NOT_FOUND and "no such directory" in r.err
     assert r.bridge_calls == []
+
+
+@aio
+async def test_send_with_jmi(files: list[Path]) -> None:
+    """--jmi asks the daemon to propose the file to every device of the JID first."""
+    r = await li("file", "send", "bob@localhost", str(files[0]), "--jmi", "-q")
+    assert r.code == 0, r.err
+    assert r.bridge_calls[0] == (
+        "file_send",
+        ("bob@localhost", str(files[0]), "report.pdf", "", '{"transport": "auto", "jmi": true}',
+         "alice"),
+    )  # fmt: skip
