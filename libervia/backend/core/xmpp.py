@@ -274,6 +274,15 @@ class LiberviaClient(StreamManager):
             self._connector.disconnect()
 
     def _connected(self, xs: xmlstream.XmlStream) -> None:
+        # stanzas are small and answered: Nagle's algorithm would hold each one until the
+        # previous segment is acknowledged (~40 ms per IQ round trip measured on loopback,
+        # doc/benchmarks.rst "Pubsub cache")
+        set_no_delay = getattr(xs.transport, "setTcpNoDelay", None)
+        if set_no_delay is not None:
+            try:
+                set_no_delay(True)
+            except OSError as e:
+                log.debug("%s: TCP_NODELAY not set: %s", self.profile, e)
         super()._connected(xs)
 
     def _authd(self, xs: xmlstream.XmlStream) -> None:

@@ -37,7 +37,7 @@ from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
 
 from libervia.backend.core.aio import background
-from libervia.backend.core.exceptions import InvalidInput, NotFound
+from libervia.backend.core.exceptions import InvalidInput, NotFound, XMPPError
 from libervia.backend.core.log import get_logger
 from libervia.backend.core.xmpp import parse_jid_arg
 from libervia.backend.memory.sqla_mapping import PubsubItem, PubsubNode, SyncState
@@ -74,6 +74,9 @@ PLUGIN_INFO = {
 SYNC_PAGE_SIZE = 500
 #: a node with more items than this is not synchronised (marked in error)
 MAX_SYNC_ITEMS = 100_000
+#: items a ps_cache_search answers when the query has no limit, and at most
+SEARCH_DEFAULT_LIMIT = 100
+SEARCH_MAX = 10_000
 #: the newest items compared at reconnection to detect a node changed while offline
 CHECK_PAGE_SIZE = 20
 ANALYSER_KEYS = frozenset(
@@ -407,8 +410,19 @@ class PubsubCache:
             self._syncing.pop(key, None)
 
     async def _fetch_all(self, client: Any, node: PubsubNode) -> list[domish.Element]:
-        """Every item of the node, in its order (RSM pages when the service pages; a service
-        ignoring RSM sends everything at once)."""
+        """Every item of the node, in its order: RSM pages from a service announcing
+        ``pubsub#rsm``; otherwise the item ids (disco#items) then the items by id, in
+        batches (never the whole node in one stanza)."""
+        if not await self.ps.supports_rsm(client, node.service):
+            try:
+                ids = await self.ps.get_item_ids(client, node.service, node.name)
+            except XMPPError:
+                ids = None  # not listed: the whole node, in one answer
+            if ids is not None:
+                if len(ids) > MAX_SYNC_ITEMS:
+                    raise CacheError(f"more than {MAX_SYNC_ITEMS} items")
+                items = await self.ps.fetch_by_ids(client, node.service, node.name, ids)
+                return [normalised_item(i) for i in items]
         items: list[domish.Element] = []
         seen: set[str] = set()
         after: str | None = None
@@ -614,7 +628,8 @@ class PubsubCache:
             args=[("query", "s", "serialised search query (see doc/developer.rst)")],
             returns="s",
             doc="Search the cached items: serialised list of {profile, service, node, item_id, "
-            "created, updated, item (XML), parsed}.",
+            "created, updated, item (XML), parsed}; at most limit items (default 100, at most "
+            "10,000: page with index).",
         )
 
     async def _ps_cache_get(
@@ -679,9 +694,12 @@ class PubsubCache:
         self._uncached.clear()
 
     async def _ps_cache_search(self, query: str) -> str:
-        items: list[PubsubItem] = await self.host.storage.search_pubsub_items(
-            json_arg(query, "query")
-        )
+        data = json_arg(query, "query")
+        # an answer must fit in one D-Bus message (128 MiB at most): page with index/limit
+        limit = data.setdefault("limit", SEARCH_DEFAULT_LIMIT)
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 0 < limit <= SEARCH_MAX:
+            raise InvalidInput(f"limit must be between 1 and {SEARCH_MAX} (page with index)")
+        items: list[PubsubItem] = await self.host.storage.search_pubsub_items(data)
         profiles = {}
         for item in items:
             if item.node.profile_id not in profiles:

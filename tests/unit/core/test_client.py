@@ -262,3 +262,22 @@ def test_login_errors_say_what_to_do(exception, expected, words) -> None:
     assert isinstance(err, expected)
     assert words in str(err)
     assert "Traceback" not in str(err)
+
+
+@aio
+async def test_tcp_nodelay_set_when_connected(tmp_path: Path) -> None:
+    """Nagle's algorithm is switched off on the XMPP socket (small answered stanzas)."""
+    from tests.unit.core.fakes import FakeStream
+
+    host = await started_host(tmp_path)
+    try:
+        await host.profiles.create("alice", "")
+        settings = ConnectionSettings(jid=JID("alice@localhost/pc"), password="pw", host="h")
+        client = await host.prepare_client("alice", settings)
+        stream = FakeStream()
+        calls: list[bool] = []
+        stream.transport.setTcpNoDelay = calls.append  # type: ignore[attr-defined]
+        stream.attach(client)
+        assert calls == [True]
+    finally:
+        await host.stop()

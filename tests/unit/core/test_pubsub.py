@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from twisted.words.protocols.jabber.jid import JID
+from wokkel.disco import DiscoFeature, DiscoInfo
 
 from libervia.backend.core.exceptions import InvalidInput, XMPPError
 from libervia.backend.plugins.plugin_xep_0059 import RSMRequest, RSMResponse
@@ -28,6 +29,10 @@ async def started(tmp_path: Path):
     host = await started_host(tmp_path)
     client, stream = await logged_in(host, "alice", ALICE)
     stream.sent()  # the initial presence
+    # the service pages with RSM (the other case: tests/unit/core/test_pubsub_cache.py)
+    info = DiscoInfo()
+    info.append(DiscoFeature("http://jabber.org/protocol/pubsub#rsm"))
+    host.plugins["XEP-0030"].cache_infos(client, SERVICE, info)
     return host, client, stream, host.plugins["XEP-0060"]
 
 

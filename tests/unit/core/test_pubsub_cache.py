@@ -24,6 +24,8 @@ EVENT = "http://jabber.org/protocol/pubsub#event"
 RSM = "http://jabber.org/protocol/rsm"
 NS_NOTE = "urn:test:note"
 SERVICE = JID("pubsub.localhost")
+DISCO_INFO = "http://jabber.org/protocol/disco#info"
+DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
 
 
 class FakePubsub:
@@ -40,6 +42,8 @@ class FakePubsub:
         #: request kinds kept unanswered (in ``held``) until :meth:`release`
         self.hold: set[str] = set()
         self.held: list[domish.Element] = []
+        #: for each items request, how many item ids it named (0: a page or the whole node)
+        self.asked_ids: list[int] = []
 
     def publish(self, node: str, item_id: str, text: str, ns: str = NS_NOTE) -> None:
         items = [i for i in self.nodes.setdefault(node, []) if i[0] != item_id]
@@ -49,8 +53,8 @@ class FakePubsub:
         for iq in self.stream.sent():
             if iq.name != "iq":
                 continue
-            pubsub = next(iq.elements(PS, "pubsub"))
-            if any(child.name in self.hold for child in pubsub.elements(PS)):
+            pubsub = next(iq.elements(PS, "pubsub"), None)
+            if pubsub is not None and any(child.name in self.hold for child in pubsub.elements(PS)):
                 self.held.append(iq)
             else:
                 self.stream.receive(self.answer(iq))
@@ -62,8 +66,21 @@ class FakePubsub:
             self.stream.receive(self.answer(iq))
 
     def answer(self, iq: domish.Element) -> str:
-        pubsub = next(iq.elements(PS, "pubsub"))
         head = f"<iq type='result' id='{iq['id']}' from='pubsub.localhost' to='{ALICE}'>"
+        query = next(iq.elements(), None)
+        if query is not None and query.uri == DISCO_INFO:
+            self.log.append(("disco#info", ""))
+            feature = f"<feature var='{PS}#rsm'/>" if self.rsm else ""
+            return f"{head}<query xmlns='{DISCO_INFO}'>{feature}</query></iq>"
+        if query is not None and query.uri == DISCO_ITEMS:
+            node = query.getAttribute("node", "")
+            self.log.append(("disco#items", node))
+            listed = "".join(  # newest first, as Prosody lists them
+                f"<item jid='pubsub.localhost' name='{i}'/>"
+                for i, _ in reversed(self.nodes.get(node, []))
+            )
+            return f"{head}<query xmlns='{DISCO_ITEMS}' node='{node}'>{listed}</query></iq>"
+        pubsub = next(iq.elements(PS, "pubsub"))
         for child in pubsub.elements(PS):
             node = child.getAttribute("node", "")
             if child.name == "subscribe":
@@ -71,6 +88,7 @@ class FakePubsub:
                 return head + "</iq>"
             if child.name == "items":
                 self.log.append(("items", node))
+                self.asked_ids.append(len(list(child.elements(PS, "item"))))
                 return head + self.items(node, child, pubsub) + "</iq>"
         raise AssertionError(f"unexpected request {iq.toXml()}")
 
@@ -413,5 +431,52 @@ async def test_bad_page_request_goes_to_the_service_and_keeps_the_cache(tmp_path
         assert failure.value.condition == "item-not-found"
         page = await ps.get_items(client, SERVICE, "notes")
         assert page.cached and ids(page) == ["n0"]
+    finally:
+        await host.stop()
+
+
+@aio
+async def test_sync_without_rsm_fetches_by_ids_in_batches(tmp_path: Path) -> None:
+    """A service without RSM is never asked for the whole node (a big one would exceed the
+    stream parser's limits): ids from disco#items, then items by id, 100 at a time."""
+    host, client, service, cache = await started(tmp_path, rsm=False)
+    ps = host.plugins["XEP-0060"]
+    try:
+        for n in range(250):
+            service.publish("notes", f"n{n:03}", f"note {n}")
+        await run(service, cache.synchronise(client, SERVICE, "notes"))
+        assert ("disco#items", "notes") in service.log
+        # the analysis sample (max_items=1), then three batches of ids
+        assert service.asked_ids == [0, 100, 100, 50]
+        page = await ps.get_items(client, SERVICE, "notes", rsm=RSMRequest(3, after="n100"))
+        assert page.cached and ids(page) == ["n101", "n102", "n103"]
+        # a page asked of the service itself: by ids too, never the whole node
+        remote = await run(
+            service,
+            ps.get_items(
+                client, SERVICE, "notes", rsm=RSMRequest(3, after="n100"), use_cache=False
+            ),
+        )
+        assert ids(remote) == ids(page) and remote.rsm == page.rsm
+        assert service.asked_ids[-1] == 3
+    finally:
+        await host.stop()
+
+
+@aio
+async def test_search_limit_defaults_and_bounds(tmp_path: Path) -> None:
+    """A search answers 100 items unless told otherwise, and never more than 10,000 (a whole
+    cache would not fit in a D-Bus message)."""
+    host, client, service, cache = await started(tmp_path)
+    search = host.bridge.methods["ps_cache_search"]
+    try:
+        for n in range(120):
+            service.publish("notes", f"n{n:03}", f"note {n}")
+        await run(service, cache.synchronise(client, SERVICE, "notes"))
+        assert len(json.loads(await search("{}"))) == 100
+        assert len(json.loads(await search('{"limit": 7}'))) == 7
+        for bad in ('{"limit": 0}', '{"limit": 10001}', '{"limit": "5"}', '{"limit": true}'):
+            with pytest.raises(InvalidInput):
+                await search(bad)
     finally:
         await host.stop()

@@ -54,7 +54,10 @@ async def started(tmp_path: Path, cache: bool = False):
         host.bridge.keep = True
         await host.start()
         assert "PUBSUB_CACHE" not in host.plugins
-    client, stream = await logged_in(host, "alice", ALICE)
+    # our PEP service pages with RSM (paging by item ids: tests/unit/core/test_pubsub_cache.py)
+    client, stream = await logged_in(
+        host, "alice", ALICE, server_features=("http://jabber.org/protocol/pubsub#rsm",)
+    )
     stream.sent()  # the initial presence
     return host, client, stream, host.bridge.methods
 
@@ -277,6 +280,11 @@ async def test_mb_send_invalid_data(tmp_path: Path, data: str) -> None:
 async def test_mb_get_parses_entries_and_skips_bad_items(tmp_path: Path, caplog) -> None:
     """Entries come out as dicts with the page's RSM; unacceptable items are skipped, logged."""
     host, client, stream, bridge = await started(tmp_path)
+    from wokkel.disco import DiscoFeature, DiscoInfo
+
+    juliet = DiscoInfo()
+    juliet.append(DiscoFeature("http://jabber.org/protocol/pubsub#rsm"))
+    host.plugins["XEP-0030"].cache_infos(client, JID("juliet@localhost"), juliet)
     try:
         extra = json.dumps({"rsm": {"max": 10}})
         task, sent, iq_id = await request(
