@@ -634,11 +634,13 @@ async def _bus_has_pid(address: str, pid: int) -> bool:
         bus.disconnect()
 
 
-@aio
-async def test_li_send_and_receive(world: World, bus: DBusDaemon, tmp_path: Path) -> None:
-    """``li file receive JID --yes --path DIR -O json`` waits for alice's file, which
-    ``li file send`` offers; both JSON results tell a finished, verified transfer."""
-    source = tmp_path / "through li.bin"
+async def li_transfer(
+    world: World, bus: DBusDaemon, tmp_path: Path, to: str, *options: str
+) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """``li file receive ALICE --yes --path DIR -p bob -O json`` waits for a file, which
+    ``li file send TO FILE -p alice -O json OPTIONS`` sends: (send result, receive result,
+    the file's sha-256), both commands having succeeded."""
+    source = tmp_path / f"through li{'-'.join(options)}.bin"
     expected = make_file(source, 2 * MB)
     inbox = tmp_path / "inbox"
     inbox.mkdir()
@@ -662,7 +664,7 @@ async def test_li_send_and_receive(world: World, bus: DBusDaemon, tmp_path: Path
         await asyncio.sleep(1)  # its signal subscriptions, made right after connecting
         sent = await asyncio.to_thread(
             subprocess.run,
-            [*LI, "file", "send", world.bob.full, str(source), "-p", "alice", "-O", "json"],
+            [*LI, "file", "send", to, str(source), "-p", "alice", "-O", "json", *options],
             capture_output=True,
             text=True,
             env=env,
@@ -677,13 +679,37 @@ async def test_li_send_and_receive(world: World, bus: DBusDaemon, tmp_path: Path
     assert receiver.returncode == C.EXIT_OK, (out, err)
     assert "Traceback" not in err and "Traceback" not in sent.stderr
     (result,) = json.loads(sent.stdout)
-    assert result["status"] == "finished" and result["name"] == source.name
-    assert result["to"] == world.bob.full and result["hash_verified"] is True
-    assert result["size"] == 2 * MB and result["speed"] > 0
     got = json.loads(out)
-    assert got["status"] == "finished" and got["from"] == world.alice.full
-    assert got["name"] == source.name and got["size"] == 2 * MB
-    assert got["hash_verified"] is True and got["hash_algo"] == "sha-256"
-    assert got["path"] == str(inbox / source.name)
-    assert got["session_id"] == result["session_id"]
     assert sha256(inbox / source.name) == expected
+    assert got["path"] == str(inbox / source.name)
+    assert result["name"] == got["name"] == source.name
+    return result, got, expected
+
+
+@aio
+async def test_li_send_and_receive(world: World, bus: DBusDaemon, tmp_path: Path) -> None:
+    """``li file receive JID --yes --path DIR -O json`` waits for alice's file, which
+    ``li file send`` offers to bob's device; both JSON results tell a finished, verified
+    transfer."""
+    result, got, _ = await li_transfer(world, bus, tmp_path, world.bob.full)
+    assert result["status"] == "finished" and result["to"] == world.bob.full
+    assert result["hash_verified"] is True and result["size"] == 2 * MB and result["speed"] > 0
+    assert got["status"] == "finished" and got["from"] == world.alice.full
+    assert got["size"] == 2 * MB and got["hash_verified"] is True
+    assert got["hash_algo"] == "sha-256"
+    assert got["session_id"] == result["session_id"]
+
+
+@aio
+async def test_li_send_jmi(world: World, bus: DBusDaemon, tmp_path: Path) -> None:
+    """``li file send BARE_JID --jmi``: every device of bob is asked; ``li file receive
+    --yes`` on one takes it, the other device (the phone's daemon) is told."""
+    asked_before = len(world.phone.seen("action_new"))
+    result, got, _ = await li_transfer(world, bus, tmp_path, world.bob.jid, "--jmi")
+    assert result["status"] == "finished" and result["hash_verified"] is True
+    assert got["status"] == "finished" and got["hash_verified"] is True
+    assert got["session_id"] == result["session_id"]
+    asked = world.phone.seen("action_new")[asked_before:]
+    assert [json.loads(a[0])["session_id"] for a in asked] == [result["session_id"]]
+    update = await world.phone.wait("action_update", lambda a: a[0] == asked[0][1])
+    assert json.loads(update[1])["reason"] == "accepted on another device"
