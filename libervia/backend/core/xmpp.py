@@ -54,6 +54,10 @@ from libervia.backend.tools.jid import InvalidFormat, parse_jid
 
 log = get_logger(__name__)
 
+#: limits of one stanza from our server once authenticated (Twisted: 10 MiB, 100,000)
+MAX_STANZA_SIZE = 48 * 1024 * 1024
+MAX_STANZA_ELEMENTS = 600_000
+
 DEFAULT_PORT = 5222
 LOGIN_TIMEOUT = 30.0
 IQ_TIMEOUT = 60.0
@@ -287,6 +291,13 @@ class LiberviaClient(StreamManager):
 
     def _authd(self, xs: xmlstream.XmlStream) -> None:
         self.jid = self.authenticator.jid
+        # the stream with our own server, authenticated: stanzas may be bigger than Twisted's
+        # defaults (10 MiB, 100,000 elements; a 10,000-post pubsub node is ~7.5 MB and
+        # ~120,000 elements) while staying bounded
+        parser = getattr(xs, "stream", None)
+        if parser is not None:
+            parser.maxStanzaSize = MAX_STANZA_SIZE
+            parser.maxElementCount = MAX_STANZA_ELEMENTS
         # after every handler: a request nobody handled gets an error (RFC 6120 §8.2.3)
         xs.addObserver('/iq[@type="get"]', self._unhandled_iq, priority=-100)
         xs.addObserver('/iq[@type="set"]', self._unhandled_iq, priority=-100)

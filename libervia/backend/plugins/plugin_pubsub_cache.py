@@ -44,6 +44,7 @@ from libervia.backend.memory.sqla_mapping import PubsubItem, PubsubNode, SyncSta
 from libervia.backend.plugins.plugin_xep_0059 import RSMRequest, RSMResponse
 from libervia.backend.plugins.plugin_xep_0060 import (
     NS_PUBSUB,
+    WHOLE_NODE_MAX,
     ItemsRequest,
     ItemsResult,
 )
@@ -411,8 +412,8 @@ class PubsubCache:
 
     async def _fetch_all(self, client: Any, node: PubsubNode) -> list[domish.Element]:
         """Every item of the node, in its order: RSM pages from a service announcing
-        ``pubsub#rsm``; otherwise the item ids (disco#items) then the items by id, in
-        batches (never the whole node in one stanza)."""
+        ``pubsub#rsm``; otherwise the whole node in one answer, or, for a node of more than
+        ``WHOLE_NODE_MAX`` items (counted with disco#items), the items by id in batches."""
         if not await self.ps.supports_rsm(client, node.service):
             try:
                 ids = await self.ps.get_item_ids(client, node.service, node.name)
@@ -421,7 +422,11 @@ class PubsubCache:
             if ids is not None:
                 if len(ids) > MAX_SYNC_ITEMS:
                     raise CacheError(f"more than {MAX_SYNC_ITEMS} items")
-                items = await self.ps.fetch_by_ids(client, node.service, node.name, ids)
+                if len(ids) > WHOLE_NODE_MAX:
+                    items = await self.ps.fetch_by_ids(client, node.service, node.name, ids)
+                else:
+                    whole = await self.ps.fetch_items(client, ItemsRequest(node.service, node.name))
+                    items = whole.items
                 return [normalised_item(i) for i in items]
         items: list[domish.Element] = []
         seen: set[str] = set()

@@ -281,3 +281,21 @@ async def test_tcp_nodelay_set_when_connected(tmp_path: Path) -> None:
         assert calls == [True]
     finally:
         await host.stop()
+
+
+@aio
+async def test_stanza_limits_raised_once_authenticated(tmp_path: Path) -> None:
+    """Big answers of our own server (a whole pubsub node) fit; limits stay bounded."""
+    from libervia.backend.core.xmpp import MAX_STANZA_ELEMENTS, MAX_STANZA_SIZE
+
+    host = await started_host(tmp_path)
+    try:
+        client, stream = await logged_in(host, "alice", "alice@localhost/pc")
+        parser = stream.xs.stream
+        assert (parser.maxStanzaSize, parser.maxElementCount) == (
+            MAX_STANZA_SIZE,
+            MAX_STANZA_ELEMENTS,
+        )
+        assert MAX_STANZA_ELEMENTS > 120_000  # a 10,000-post blog (measured)
+    finally:
+        await host.stop()

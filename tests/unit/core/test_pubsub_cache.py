@@ -435,10 +435,18 @@ async def test_bad_page_request_goes_to_the_service_and_keeps_the_cache(tmp_path
         await host.stop()
 
 
+@pytest.mark.parametrize("big", [False, True], ids=["whole-node", "by-ids"])
 @aio
-async def test_sync_without_rsm_fetches_by_ids_in_batches(tmp_path: Path) -> None:
-    """A service without RSM is never asked for the whole node (a big one would exceed the
-    stream parser's limits): ids from disco#items, then items by id, 100 at a time."""
+async def test_sync_and_pages_without_rsm(tmp_path: Path, monkeypatch, big: bool) -> None:
+    """A service without RSM: a node up to WHOLE_NODE_MAX items is fetched whole (one
+    request: Prosody's file storage loads the node for every id asked); a bigger one by ids,
+    100 at a time (a big node in one stanza would exceed the stream parser's limits). A
+    page asked of the service is placed with the ids; the last one is asked with max_items."""
+    from libervia.backend.plugins import plugin_pubsub_cache, plugin_xep_0060
+
+    if big:
+        monkeypatch.setattr(plugin_xep_0060, "WHOLE_NODE_MAX", 200)
+        monkeypatch.setattr(plugin_pubsub_cache, "WHOLE_NODE_MAX", 200)
     host, client, service, cache = await started(tmp_path, rsm=False)
     ps = host.plugins["XEP-0060"]
     try:
@@ -446,11 +454,11 @@ async def test_sync_without_rsm_fetches_by_ids_in_batches(tmp_path: Path) -> Non
             service.publish("notes", f"n{n:03}", f"note {n}")
         await run(service, cache.synchronise(client, SERVICE, "notes"))
         assert ("disco#items", "notes") in service.log
-        # the analysis sample (max_items=1), then three batches of ids
-        assert service.asked_ids == [0, 100, 100, 50]
+        # the analysis sample (max_items=1), then the whole node or three batches of ids
+        assert service.asked_ids == ([0, 100, 100, 50] if big else [0, 0])
         page = await ps.get_items(client, SERVICE, "notes", rsm=RSMRequest(3, after="n100"))
         assert page.cached and ids(page) == ["n101", "n102", "n103"]
-        # a page asked of the service itself: by ids too, never the whole node
+        asked = len(service.asked_ids)
         remote = await run(
             service,
             ps.get_items(
@@ -458,7 +466,12 @@ async def test_sync_without_rsm_fetches_by_ids_in_batches(tmp_path: Path) -> Non
             ),
         )
         assert ids(remote) == ids(page) and remote.rsm == page.rsm
-        assert service.asked_ids[-1] == 3
+        assert service.asked_ids[asked:] == ([3] if big else [0])
+        last = await run(
+            service,
+            ps.get_items(client, SERVICE, "notes", rsm=RSMRequest(2, before=""), use_cache=False),
+        )
+        assert ids(last) == ["n248", "n249"] and last.rsm.count == 250 and last.complete
     finally:
         await host.stop()
 

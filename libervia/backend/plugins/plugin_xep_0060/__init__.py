@@ -62,6 +62,10 @@ NS_ORDER_BY = "urn:xmpp:order-by:1"
 NS_PUBSUB_RSM = "http://jabber.org/protocol/pubsub#rsm"
 #: item ids asked per request when paging by ids
 ID_BATCH = 100
+#: nodes up to this many items are fetched whole from a service without RSM (one request;
+#: Prosody's file storage loads the whole node for every item asked by id, so paging by ids
+#: there costs one node load per item); bigger ones are fetched by ids
+WHOLE_NODE_MAX = 20_000
 #: XEP-0413 sort fields
 ORDER_FIELDS = ("creation", "modification")
 AFFILIATIONS = ("owner", "publisher", "publish-only", "member", "none", "outcast")
@@ -436,17 +440,36 @@ class XEP_0060:  # noqa: N801 - plugin classes are named after their XEP
             and not request.item_ids
             and not await self.supports_rsm(client, request.service)
         ):
-            try:
-                ids = await self.get_item_ids(client, request.service, request.node)
-            except XMPPError as e:
-                log.info("%s: no item ids of %s (%s): whole node asked", client.profile,
-                         request.node, e)  # fmt: skip
-            else:
-                start, end = page_bounds(ids, request.rsm)
-                items = await self.fetch_by_ids(client, request.service, request.node,
-                                                ids[start:end])  # fmt: skip
-                return ItemsResult(items, page_meta(ids, start, end), end >= len(ids))
+            return await self._page_without_rsm(client, request)
         return await self._fetch(client, request)
+
+    async def _page_without_rsm(self, client: Any, request: ItemsRequest) -> ItemsResult:
+        """An RSM page from a service ignoring RSM: the item ids (disco#items) place the page;
+        the last page is asked with ``max_items``, a page of a node of at most
+        ``WHOLE_NODE_MAX`` items is cut out of the whole node, other pages are fetched by id."""
+        assert request.rsm is not None
+        try:
+            ids = await self.get_item_ids(client, request.service, request.node)
+        except XMPPError as e:
+            log.info("%s: no item ids of %s (%s): whole node asked", client.profile,
+                     request.node, e)  # fmt: skip
+            return await self._fetch(client, request)
+        start, end = page_bounds(ids, request.rsm)
+        meta = page_meta(ids, start, end)
+        complete = end >= len(ids)
+        if end <= start:
+            return ItemsResult([], meta, complete)
+        if end == len(ids):  # the most recent items: max_items asks exactly them
+            last = await self._fetch(
+                client, ItemsRequest(request.service, request.node, max_items=end - start)
+            )
+            if [i.getAttribute("id") for i in last.items] == ids[start:end]:
+                return ItemsResult(last.items, meta, complete)
+        if len(ids) <= WHOLE_NODE_MAX:
+            whole = await self._fetch(client, ItemsRequest(request.service, request.node))
+            return page_locally(whole.items, request.rsm)
+        items = await self.fetch_by_ids(client, request.service, request.node, ids[start:end])
+        return ItemsResult(items, meta, complete)
 
     async def supports_rsm(self, client: Any, service: JID) -> bool:
         """Whether ``service`` pages items with RSM (it announces ``pubsub#rsm``)."""
