@@ -804,3 +804,27 @@ async def test_peer_going_offline_ends_its_sessions(tmp_path: Path) -> None:
         assert session.state is State.ENDED
     finally:
         await host.stop()
+
+
+@aio
+async def test_disconnecting_tells_the_peers(tmp_path: Path) -> None:
+    """The user disconnects the profile: each live session ends with a session-terminate
+    (gone) sent before the stream closes, so a peer receiving in-band does not wait forever."""
+    (host, client, stream, reactor, jingle, app, transport), sent = await accepted_incoming(
+        tmp_path
+    )
+    try:
+        session = app.sessions[0]
+        assert host.trigger.point("disconnect_requested", "alice")
+        assert await sent.all() == [
+            f"<iq type='set' to='{BOB}' id='ID'><jingle xmlns='{NS_JINGLE}' "
+            "action='session-terminate' sid='s1'><reason><gone/>"
+            "<text>disconnected</text></reason></jingle></iq>"
+        ]
+        assert session.state is State.ENDED
+        assert app.events[-1] == ("ended", "s1", "gone")
+        # once ended, nothing more is sent for it
+        assert host.trigger.point("disconnect_requested", "alice")
+        assert await sent.all() == []
+    finally:
+        await host.stop()

@@ -127,6 +127,7 @@ class XEP_0166:  # noqa: N801 - plugin classes are named after their XEP
         )
         self.incoming = Incoming(self)
         host.trigger.add("presence_received", self._on_presence)
+        host.trigger.add("disconnect_requested", self._on_disconnect_requested)
 
     def get_handler(self, client: Any) -> JingleHandler:
         return JingleHandler(self)
@@ -137,6 +138,31 @@ class XEP_0166:  # noqa: N801 - plugin classes are named after their XEP
             self.end_locally(
                 client, session, ReasonElement(Reason.CONNECTIVITY_ERROR, "disconnected")
             )
+
+    def _on_disconnect_requested(self, profile: str) -> bool:
+        """The user disconnects the profile: every session ends with ``gone``, the peers told
+        before the stream closes (a peer receiving in-band would otherwise wait forever when
+        it does not get our unavailable presence)."""
+        client = self.host.clients.get(profile)
+        if client is None or not client.is_connected():
+            return True
+        for session in list(self.sessions(client).values()):
+            reason = ReasonElement(Reason.GONE, "disconnected")
+            if not self.end_locally(client, session, reason):
+                continue
+            iq = make_iq("set", session.peer)
+            iq.addChild(
+                build_jingle(
+                    Action.SESSION_TERMINATE,
+                    session.sid,
+                    reason=build_reason(Reason.GONE, "disconnected", None),
+                )
+            )
+            try:
+                client.send(iq)
+            except LiberviaError as e:
+                log.info("session-terminate of %s not sent: %s", session.sid, e)
+        return True
 
     def _on_presence(self, client: Any, element: domish.Element) -> bool:
         """A peer going unavailable: its sessions end if nothing more is heard (fact sheet
