@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -252,6 +253,30 @@ class FileTransfer(BaseApplicationHandler):
         )
         transfer.progress_added = True
 
+    def when_written(
+        self, client: Any, session: Session, content: Content, then: Callable[[], None]
+    ) -> None:
+        """Call ``then`` once every received chunk is on disk and hashed (at once when it
+        is); a write error fails the transfer instead."""
+        transfer: Transfer = content.app_data
+        writer = transfer.writer
+        if writer is None or writer.finished:
+            if writer is not None and writer.error is not None:
+                self.fail(client, session, content, Reason.FAILED_APPLICATION, writer.error)
+                return
+            then()
+            return
+
+        async def wait() -> None:
+            try:
+                await writer.finish()
+            except OSError as e:
+                self.fail(client, session, content, Reason.FAILED_APPLICATION, e)
+                return
+            then()
+
+        background(wait(), f"file written {session.sid}")
+
     def verify(self, client: Any, session: Session, content: Content) -> None:
         """All the data arrived: check the hash (or wait for the checksum), then finish."""
         transfer: Transfer = content.app_data
@@ -292,6 +317,14 @@ class FileTransfer(BaseApplicationHandler):
         """Check the hash, keep the file, then (``notify``) tell the peer and end."""
         transfer: Transfer = content.app_data
         if transfer.over or (notify and session.is_ended):
+            return
+        if not transfer.written:
+            self.when_written(
+                client,
+                session,
+                content,
+                lambda: self._check_and_finish(client, session, content, notify),
+            )
             return
         if transfer.hasher is not None and transfer.expected is not None:
             if not hashes.digest_matches(transfer.expected, transfer.hasher.digest()):
@@ -365,6 +398,8 @@ class FileTransfer(BaseApplicationHandler):
             transfer.checksum_timer.cancel()
         if transfer.action is not None and transfer.action.pending:
             transfer.action.cancel(error)
+        if transfer.writer is not None:
+            transfer.writer.abort()
         if transfer.file is not None:
             transfer.file.close()
             transfer.file = None

@@ -11,9 +11,14 @@ from twisted.words.xish import domish
 from libervia.backend.core.exceptions import LiberviaError
 from libervia.backend.plugins.plugin_xep_0166 import Content, Reason, Session
 from libervia.backend.plugins.plugin_xep_0234.description import NS_FT_ERRORS, FileInfo
+from libervia.backend.plugins.plugin_xep_0234.writer import DiskWriter
 
 if TYPE_CHECKING:
     from libervia.backend.plugins.plugin_xep_0234.application import FileTransfer
+
+
+#: received bytes written on the event loop before a writer thread takes over
+INLINE_BYTES = 1024 * 1024
 
 
 class TooMuchData(LiberviaError):
@@ -50,6 +55,13 @@ class Transfer:
     ended_by_us: bool = False
     #: the checksum wait (receiver) or the wait for the receiver's end (sender)
     checksum_timer: Any = None
+    #: writes and hashes what we receive, in a thread (created at the first chunk)
+    writer: DiskWriter | None = None
+
+    @property
+    def written(self) -> bool:
+        """Every received chunk is on disk and hashed (nothing queued in the writer)."""
+        return self.writer is None or self.writer.finished
 
     def position_getter(self) -> dict[str, int]:
         return {"position": self.position, "size": self.info.size or 0}
@@ -100,9 +112,16 @@ class FileSink:
             extra = domish.Element((NS_FT_ERRORS, "file-too-large"))
             self.app.fail(self.client, self.session, self.content, Reason.MEDIA_ERROR, error, extra)
             raise error
-        transfer.file.write(data)
-        if transfer.hasher is not None:
-            transfer.hasher.update(data)
+        if transfer.writer is None and transfer.position + len(data) <= INLINE_BYTES:
+            # small files: written at once (a thread only pays off for big transfers)
+            transfer.file.write(data)
+            if transfer.hasher is not None:
+                transfer.hasher.update(data)
+            transfer.position += len(data)
+            return
+        if transfer.writer is None:
+            transfer.writer = DiskWriter(transfer.file, lambda: transfer.hasher)
+        await transfer.writer.write(data)
         transfer.position += len(data)
 
     def close(self, error: BaseException | None = None) -> None:
@@ -118,4 +137,9 @@ class FileSink:
             error = LiberviaError(f"received {transfer.position} of {size} bytes")
             self.app.fail(self.client, self.session, self.content, Reason.MEDIA_ERROR, error)
             return
-        self.app.verify(self.client, self.session, self.content)
+        self.app.when_written(
+            self.client,
+            self.session,
+            self.content,
+            lambda: self.app.verify(self.client, self.session, self.content),
+        )
