@@ -438,7 +438,11 @@ async def bench_search(bridge: BridgeClient, out: dict[str, Any]) -> None:
     out["search_bridge_results"] = len(results)
     out["search_bridge_match"] = all(RARE_WORD in r["item"] for r in results)
     out["search_rare_total"] = len(
-        json.loads(await bridge.ps_cache_search(json.dumps({"fts": RARE_WORD}), timeout=60))
+        json.loads(
+            await bridge.ps_cache_search(
+                json.dumps({"fts": RARE_WORD, "limit": 10_000}), timeout=60
+            )
+        )
     )
     times = await timed_calls(lambda: bridge.ps_cache_search(query), 50, 5)
     out["search_bridge_median_ms"] = statistics.median(times)
