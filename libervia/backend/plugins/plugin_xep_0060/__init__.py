@@ -245,6 +245,22 @@ class XEP_0060:  # noqa: N801 - plugin classes are named after their XEP
         answer = await client.send_iq(iq)
         return answer, pubsub
 
+    async def _owner_request(
+        self, client: Any, iq_type: str, service: JID | None, name: str, node: str
+    ) -> domish.Element | None:
+        """Send ``<pubsub xmlns='…#owner'><NAME node='NODE'/></pubsub>``; the ``NAME`` child
+        of the answer's ``<pubsub/>``, if any."""
+        _check_node(node)
+        answer, _ = await self._pubsub_iq(
+            client,
+            iq_type,
+            service,
+            NS_PUBSUB_OWNER,
+            lambda p: p.addElement(name).__setitem__("node", node),
+        )
+        pubsub = _child(answer, NS_PUBSUB_OWNER, "pubsub")
+        return _child(pubsub, NS_PUBSUB_OWNER, name) if pubsub is not None else None
+
     # --- nodes --------------------------------------------------------------------------------
 
     async def create_node(
@@ -275,29 +291,13 @@ class XEP_0060:  # noqa: N801 - plugin classes are named after their XEP
         return node
 
     async def delete_node(self, client: Any, service: JID | None, node: str) -> None:
-        _check_node(node)
-        await self._pubsub_iq(
-            client,
-            "set",
-            service,
-            NS_PUBSUB_OWNER,
-            lambda p: p.addElement("delete").__setitem__("node", node),
-        )
+        await self._owner_request(client, "set", service, "delete", node)
 
     async def get_configuration(
         self, client: Any, service: JID | None, node: str
     ) -> dict[str, Any]:
         """The node's configuration (owner request): field name -> value(s)."""
-        _check_node(node)
-        answer, _ = await self._pubsub_iq(
-            client,
-            "get",
-            service,
-            NS_PUBSUB_OWNER,
-            lambda p: p.addElement("configure").__setitem__("node", node),
-        )
-        pubsub = _child(answer, NS_PUBSUB_OWNER, "pubsub")
-        configure = _child(pubsub, NS_PUBSUB_OWNER, "configure") if pubsub is not None else None
+        configure = await self._owner_request(client, "get", service, "configure", node)
         return read_form(configure, NS_NODE_CONFIG)
 
     async def set_configuration(
@@ -573,14 +573,7 @@ class XEP_0060:  # noqa: N801 - plugin classes are named after their XEP
         await self._pubsub_iq(client, "set", service, build=build)
 
     async def purge_node(self, client: Any, service: JID | None, node: str) -> None:
-        _check_node(node)
-        await self._pubsub_iq(
-            client,
-            "set",
-            service,
-            NS_PUBSUB_OWNER,
-            lambda p: p.addElement("purge").__setitem__("node", node),
-        )
+        await self._owner_request(client, "set", service, "purge", node)
 
     # --- subscriptions and affiliations -------------------------------------------------------
 
@@ -693,16 +686,7 @@ class XEP_0060:  # noqa: N801 - plugin classes are named after their XEP
         self, client: Any, service: JID | None, node: str
     ) -> dict[JID, str]:
         """Everybody's affiliation with a node (owner request)."""
-        _check_node(node)
-        answer, _ = await self._pubsub_iq(
-            client,
-            "get",
-            service,
-            NS_PUBSUB_OWNER,
-            lambda p: p.addElement("affiliations").__setitem__("node", node),
-        )
-        pubsub = _child(answer, NS_PUBSUB_OWNER, "pubsub")
-        affs = _child(pubsub, NS_PUBSUB_OWNER, "affiliations") if pubsub is not None else None
+        affs = await self._owner_request(client, "get", service, "affiliations", node)
         result: dict[JID, str] = {}
         for element in affs.elements(NS_PUBSUB_OWNER, "affiliation") if affs is not None else ():
             try:

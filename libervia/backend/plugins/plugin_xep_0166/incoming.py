@@ -69,6 +69,19 @@ class JingleHandler(XMPPHandler):
         self.plugin.incoming.receive(self.parent, iq)
 
 
+def new_content(element: Any, application: Any, transport: Any) -> Content:
+    """The Content the peer offers in ``element`` (a parsed ``<content/>``)."""
+    return Content(
+        creator=element.creator,
+        name=element.name,
+        application=application,
+        transport=transport,
+        senders=element.senders,
+        disposition=element.disposition,
+        description=element.description,
+    )
+
+
 class Incoming:
     """Dispatch of the peers' Jingle requests."""
 
@@ -182,15 +195,7 @@ class Incoming:
             if transport is None:
                 missing = missing or Reason.UNSUPPORTED_TRANSPORTS
                 continue
-            content = Content(
-                creator=element.creator,
-                name=element.name,
-                application=application,
-                transport=transport,
-                senders=element.senders,
-                disposition=element.disposition,
-                description=element.description,
-            )
+            content = new_content(element, application, transport)
             application.parse_description(client, session, content, element.description)
             transport.parse_offer(client, session, content, element.transport)
             content.tried_transports.append(transport.namespace)
@@ -306,15 +311,7 @@ class Incoming:
             if application is None or transport is None:
                 unsupported.append(element)
                 continue
-            content = Content(
-                creator=element.creator,
-                name=element.name,
-                application=application,
-                transport=transport,
-                senders=element.senders,
-                disposition=element.disposition,
-                description=element.description,
-            )
+            content = new_content(element, application, transport)
             application.parse_description(client, session, content, element.description)
             transport.parse_offer(client, session, content, element.transport)
             added.append(content)
