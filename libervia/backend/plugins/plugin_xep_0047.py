@@ -61,6 +61,9 @@ SESSIONS_KEY = "XEP-0047_sessions"
 EXPECTED_KEY = "XEP-0047_expected"
 #: how long we wait for the ack of one of our IBB IQs
 IQ_TIMEOUT = 60.0
+#: a bytestream we receive with no data for this long is given up (option ibb_idle_timeout):
+#: a sender that crashed, or lost its network, never closes it
+IDLE_TIMEOUT = 120.0
 
 
 class IBBError(LiberviaError):
@@ -94,6 +97,8 @@ class IBBSession:
         default_factory=asyncio.Queue
     )
     worker: asyncio.Task[None] | None = None
+    #: fires when a bytestream we receive stays silent too long
+    idle_timer: Any = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -154,6 +159,7 @@ def parse_block_size(value: str | None) -> int:
 class XEP_0047:  # noqa: N801 - plugin classes are named after their XEP
     def __init__(self, host: Any) -> None:
         self.host = host
+        self.idle_timeout = host.config.get_float("ibb_idle_timeout", IDLE_TIMEOUT, minimum=1)
         host.plugins["XEP-0030"].add_feature(NS_IBB)
 
     def get_handler(self, client: Any) -> IBBHandler:
@@ -294,7 +300,31 @@ class XEP_0047:  # noqa: N801 - plugin classes are named after their XEP
         self._forget(client, session)
         self._close_sink(session, error)
 
+    def _arm_idle(self, client: Any, session: IBBSession) -> None:
+        """(Re)start the silence timer of a bytestream we receive."""
+        if session.sink is None:
+            return
+        if session.idle_timer is not None and session.idle_timer.active():
+            session.idle_timer.reset(self.idle_timeout)
+            return
+        session.idle_timer = client.reactor.callLater(
+            self.idle_timeout, self._idle, client, session
+        )
+
+    def _idle(self, client: Any, session: IBBSession) -> None:
+        session.idle_timer = None
+        if session.closed:
+            return
+        log.info("IBB session %s with %s: silent for %.0f s, given up", session.sid,
+                 session.peer.full(), self.idle_timeout)  # fmt: skip
+        self.abort(
+            client, session, IBBError(f"no data for {self.idle_timeout:.0f} s: the peer is gone")
+        )
+
     def _forget(self, client: Any, session: IBBSession) -> None:
+        if session.idle_timer is not None and session.idle_timer.active():
+            session.idle_timer.cancel()
+        session.idle_timer = None
         session.closed = True
         sessions = self.sessions(client)
         if sessions.get(session.key) is session:
@@ -341,6 +371,7 @@ class XEP_0047:  # noqa: N801 - plugin classes are named after their XEP
         session = IBBSession(peer, sid, block_size, expected.sink)
         self.sessions(client)[key] = session
         self._start_worker(client, session)
+        self._arm_idle(client, session)
         client.send(toResponse(iq, "result"))
         if expected.on_open is not None:
             expected.on_open(session)
@@ -376,6 +407,7 @@ class XEP_0047:  # noqa: N801 - plugin classes are named after their XEP
             return
         session.recv_seq = (seq + 1) % SEQ_MODULO
         session.received += 1
+        self._arm_idle(client, session)
 
         async def write() -> bool:
             if session.sink_closed:

@@ -257,3 +257,30 @@ async def test_send_fails_on_error_answer(tmp_path: Path) -> None:
         await settle()
     finally:
         await host.stop()
+
+
+@aio
+async def test_silent_bytestream_given_up(tmp_path: Path) -> None:
+    """A bytestream we receive that stays silent (the sender crashed) ends with an error for
+    the sink after ibb_idle_timeout; data in time restarts the wait."""
+    host, client, stream, ibb, sent = await setup(tmp_path)
+    reactor = client.reactor
+    ibb.idle_timeout = 10  # (default 120 s: other timers, keepalive, would fire first here)
+    try:
+        sink = MemorySink()
+        ibb.expect(client, JID(BOB), "i1", 4096, sink)
+        stream.receive(open_())
+        assert await sent.all() == [result_to()]
+        reactor.advance(ibb.idle_timeout - 1)
+        stream.receive(data(0, b"still here"))
+        assert await sent.all() == [result_to()]
+        reactor.advance(ibb.idle_timeout - 1)
+        assert sink.closed is None  # the data restarted the wait
+        reactor.advance(1)
+        await settle()
+        assert len(sink.closed) == 1 and isinstance(sink.closed[0], IBBError)
+        assert "the peer is gone" in str(sink.closed[0])
+        stream.receive(data(1, b"too late"))
+        assert await sent.all() == [error_to("item-not-found", None, "cancel")]
+    finally:
+        await host.stop()
