@@ -38,6 +38,7 @@ from dbus_fast.aio import MessageBus
 from twisted.words.protocols.jabber import xmlstream
 from twisted.words.xish import domish
 
+from bench.file_transfer import make_file, sha256_file
 from libervia.cli import constants as C
 from libervia.frontends.bridge.client import BridgeClient
 from tests.conftest import aio, run
@@ -160,27 +161,6 @@ def world(
         assert codes == [0, 0], direct.logs() + (proxy.logs() if proxy else "")
 
 
-def make_file(path: Path, size: int) -> str:
-    """A file of random bytes; its sha-256 (hex)."""
-    digest = hashlib.sha256()
-    with path.open("wb") as out:
-        left = size
-        while left:
-            chunk = os.urandom(min(left, 4 * MB))
-            out.write(chunk)
-            digest.update(chunk)
-            left -= len(chunk)
-    return digest.hexdigest()
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as data:
-        while chunk := data.read(4 * MB):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 async def send(
     sender: Peer, receiver: Peer, path: Path, transport: str, desc: str = ""
 ) -> dict[str, str]:
@@ -239,7 +219,7 @@ async def transfer(
     assert received["hash_algo"] == "sha-256" and received["hash_verified"] is True
     assert sender_end["size"] == size and sender_end["hash_verified"] is True
     assert final.stat().st_size == size
-    assert sha256(final) == expected
+    assert sha256_file(final) == expected
     assert not sender.seen("progress_error", lambda a: a[0] == sent["progress"])
     return sender_end, received, sent["session_id"]
 
@@ -406,7 +386,7 @@ async def test_jmi_file_send_two_devices(world: World, tmp_path: Path) -> None:
     metadata = json.loads(finished[1])
     assert metadata["hash_verified"] is True and metadata["size"] == 5 * MB
     assert metadata["path"] == str(inbox / source.name)
-    assert sha256(inbox / source.name) == expected
+    assert sha256_file(inbox / source.name) == expected
     assert sorted(os.listdir(inbox)) == [source.name]
     started = phone.seen("progress_started", lambda a: a[0] == offer["progress_id"])
     assert json.loads(started[0][1])["session_id"] == sid
@@ -683,7 +663,7 @@ async def li_transfer(
     assert "Traceback" not in err and "Traceback" not in sent.stderr
     (result,) = json.loads(sent.stdout)
     got = json.loads(out)
-    assert sha256(inbox / source.name) == expected
+    assert sha256_file(inbox / source.name) == expected
     assert got["path"] == str(inbox / source.name)
     assert result["name"] == got["name"] == source.name
     return result, got, expected
