@@ -46,7 +46,6 @@ import shutil
 import socket
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -61,8 +60,10 @@ from bench.messaging import (  # noqa: E402
     cpu_s,
     git_commit,
     own_cpu_s,
-    run_reactor,
+    print_figures,
+    run_in_tempdir,
     system_busy_s,
+    two_columns,
 )
 from tests.dbus import DBusDaemon  # noqa: E402
 from tests.e2e.daemon import Daemon, Recorder, make_account  # noqa: E402
@@ -403,8 +404,7 @@ def table(f: dict[str, Any]) -> str:
         ("problems", "; ".join(f["problems"]) or "none"),
         ("commit", f["commit"]),
     ]
-    width = max(len(k) for k, _ in rows)
-    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+    return two_columns(rows)
 
 
 def main() -> int:
@@ -417,16 +417,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.scale <= 0 or args.runs < 1:
         parser.error("--scale must be > 0 and --runs >= 1")
-    directory = Path(tempfile.mkdtemp(prefix="libervia-bench-ft-"))
-    try:
-        figures = run_reactor(lambda: bench(args, directory))
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
-    if args.json:
-        print(table(figures), file=sys.stderr)
-        print(json.dumps(figures, indent=2))
-    else:
-        print(table(figures))
+    figures = run_in_tempdir(bench, args, "libervia-bench-ft-")
+    print_figures(figures, table, args.json)
     return 1 if figures["problems"] else 0
 
 

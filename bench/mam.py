@@ -29,10 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -42,7 +39,15 @@ sys.path.insert(0, str(ROOT))
 
 from twisted.words.protocols.jabber import xmlstream  # noqa: E402
 
-from bench.messaging import available, chat, git_commit, login, run_reactor  # noqa: E402
+from bench.messaging import (  # noqa: E402
+    available,
+    chat,
+    git_commit,
+    login,
+    print_figures,
+    run_in_tempdir,
+    two_columns,
+)
 from libervia.backend.plugins.plugin_xep_0313 import CATCH_UP_DAYS, xmpp_datetime  # noqa: E402
 from tests.dbus import DBusDaemon  # noqa: E402
 from tests.e2e.daemon import Daemon, make_account  # noqa: E402
@@ -237,8 +242,7 @@ def table(f: dict[str, Any]) -> str:
         ("every message stored once", "yes" if f["all_once"] else "NO"),
         ("commit", f["commit"]),
     ]
-    width = max(len(k) for k, _ in rows)
-    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+    return two_columns(rows)
 
 
 def main() -> int:
@@ -254,16 +258,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.messages < 1:
         parser.error("--messages must be >= 1")
-    directory = Path(tempfile.mkdtemp(prefix="libervia-bench-mam-"))
-    try:
-        figures = run_reactor(lambda: bench(args, directory))
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
-    if args.json:
-        print(table(figures), file=sys.stderr)
-        print(json.dumps(figures, indent=2))
-    else:
-        print(table(figures))
+    figures = run_in_tempdir(bench, args, "libervia-bench-mam-")
+    print_figures(figures, table, args.json)
     return 0 if figures["all_once"] and figures["daemon_exit_code"] == 0 else 1
 
 

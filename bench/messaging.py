@@ -566,6 +566,33 @@ def run_reactor(main: Callable[[], Any]) -> Any:
     return task.result()
 
 
+def two_columns(rows: list[tuple[str, str]]) -> str:
+    """``rows`` (label, value) as an aligned two-column table."""
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def run_in_tempdir(bench: Callable[[Any, Path], Any], args: Any, prefix: str) -> Any:
+    """Run the coroutine ``bench(args, directory)`` under the reactor, in a temporary directory
+    removed afterwards; its figures."""
+    directory = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        return run_reactor(lambda: bench(args, directory))
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def print_figures(
+    figures: dict[str, Any], table: Callable[[dict[str, Any]], str], as_json: bool
+) -> None:
+    """The table on stdout, or JSON on stdout and the table on stderr."""
+    if as_json:
+        print(table(figures), file=sys.stderr)
+        print(json.dumps(figures, indent=2))
+    else:
+        print(table(figures))
+
+
 def table(f: dict[str, Any]) -> str:
     def mark(key: str) -> str:
         op, target, _ = TARGETS[key]

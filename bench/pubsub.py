@@ -44,10 +44,8 @@ import asyncio
 import json
 import os
 import random
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -70,7 +68,8 @@ from bench.messaging import (  # noqa: E402
     git_commit,
     login,
     own_cpu_s,
-    run_reactor,
+    print_figures,
+    run_in_tempdir,
     system_busy_s,
 )
 from libervia.backend.memory.sqla import Storage  # noqa: E402
@@ -718,16 +717,8 @@ def main() -> int:
     args.search_nodes = 9
     if args.calls < 1 or args.warmup < 0 or args.published < 1:
         parser.error("--calls and --published must be >= 1, --warmup >= 0")
-    directory = Path(tempfile.mkdtemp(prefix="libervia-bench-pubsub-"))
-    try:
-        figures = run_reactor(lambda: bench(args, directory))
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
-    if args.json:
-        print(table(figures), file=sys.stderr)
-        print(json.dumps(figures, indent=2))
-    else:
-        print(table(figures))
+    figures = run_in_tempdir(bench, args, "libervia-bench-pubsub-")
+    print_figures(figures, table, args.json)
     return 1 if figures["problems"] else 0
 
 
