@@ -436,7 +436,8 @@ async def test_bridge_methods(tmp_path: Path) -> None:
         assert "<name>renamed.bin</name>" in out and "<desc>d</desc>" in out
         sent.ack()
         result = json.loads(await task)
-        assert set(result) == {"progress", "session_id"}
+        assert set(result) == {"progress", "session_id", "transport"}
+        assert result["transport"] == "urn:xmpp:jingle:transports:ibb:1"
     finally:
         await host.stop()
 

@@ -437,9 +437,14 @@ class XEP_0166:  # noqa: N801 - plugin classes are named after their XEP
             elements.append(self._content_element(content, content.description, transport_el))
         self.store(client, session)
         jingle = build_jingle(
-            Action.SESSION_INITIATE, session.sid, initiator=client.jid.full(), contents=elements
+            Action.SESSION_INITIATE,
+            session.sid,
+            initiator=client.jid.full(),
+            contents=elements,
+            payloads=session.local_payloads,
         )
         await self.send(client, session, jingle)
+        self._after_sent(client, session)
 
     async def accept(self, client: Any, session: Session) -> None:
         """Accept a session the peer proposed (session-accept), then start its transports.
@@ -467,11 +472,26 @@ class XEP_0166:  # noqa: N801 - plugin classes are named after their XEP
         for content in session.contents.values():
             content.accepted = True
         jingle = build_jingle(
-            Action.SESSION_ACCEPT, session.sid, responder=client.jid.full(), contents=elements
+            Action.SESSION_ACCEPT,
+            session.sid,
+            responder=client.jid.full(),
+            contents=elements,
+            payloads=session.local_payloads,
         )
         await self.send(client, session, jingle)
+        self._after_sent(client, session)
         for content in session.contents.values():
             self.start_transport(client, session, content)
+
+    def _after_sent(self, client: Any, session: Session) -> None:
+        """Tell each content's transport that the session-initiate/accept was acknowledged
+        (in the background, in order: e.g. candidates are trickled after it)."""
+        for content in session.contents.values():
+            if content.transport is not None:
+                background(
+                    content.transport.after_sent(client, session, content),
+                    f"jingle {content.transport.namespace} after {session.sid}",
+                )
 
     async def terminate(
         self,
@@ -566,7 +586,15 @@ class XEP_0166:  # noqa: N801 - plugin classes are named after their XEP
             return  # the initiator replaces the transport (or ends the session)
         if failed is not None:
             failed.stop(client, session, content)
-        following = self.select_transport(client, content, exclude=content.tried_transports)
+        following = None
+        if (
+            failed is not None
+            and failed.fallback
+            and failed.fallback not in content.tried_transports
+        ):
+            following = self.transports.get(failed.fallback)
+        if following is None:
+            following = self.select_transport(client, content, exclude=content.tried_transports)
         if following is None:
             await self.terminate(client, session, Reason.FAILED_TRANSPORT, str(error) or None)
             return

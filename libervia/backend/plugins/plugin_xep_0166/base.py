@@ -105,6 +105,9 @@ class BaseTransportHandler:
 
     namespace: ClassVar[str] = ""
     priority: ClassVar[int] = 0
+    #: the transport to fall back to when this one fails (None: the next usable one by
+    #: priority), e.g. IBB for WebRTC data channels as Conversations does
+    fallback: ClassVar[str | None] = None
     jingle: XEP_0166
 
     def is_usable(self, client: Any, content: Content) -> bool:
@@ -128,6 +131,21 @@ class BaseTransportHandler:
         self, client: Any, session: Session, content: Content, element: domish.Element | None
     ) -> None:
         """Validate the responder's answer to our offer."""
+
+    async def after_sent(self, client: Any, session: Session, content: Content) -> None:
+        """Our session-initiate or session-accept carrying this transport was acknowledged
+        (e.g. now send the candidates in transport-info)."""
+
+    def action_data(self, client: Any, session: Session, content: Content) -> dict[str, Any]:
+        """What the user's frontend needs to answer an offer using this transport (merged
+        by applications into their ``action_new`` data); nothing by default."""
+        return {}
+
+    def use_answer(
+        self, client: Any, session: Session, content: Content, answer: dict[str, Any]
+    ) -> None:
+        """The user's answer to an offer (``action_launch`` data), before we accept it
+        (e.g. the frontend's SDP). Raising InvalidInput refuses the session."""
 
     async def start(self, client: Any, session: Session, content: Content) -> None:
         """Connect; data then moves in the background through ``content.source``/``sink``.

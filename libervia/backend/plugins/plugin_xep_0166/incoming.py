@@ -182,6 +182,7 @@ class Incoming:
                 raise bad_request(f"content {element.name!r} needs a description and a transport")
         self._check_tie_break(client, peer, request)
         session = Session(request.sid, peer, client.jid, Role.RESPONDER)
+        session.remote_payloads = request.payloads
         missing: Reason | None = None
         for element in request.contents:
             assert element.description is not None and element.transport is not None
@@ -240,6 +241,7 @@ class Incoming:
         if not request.contents:
             raise bad_request("session-accept without content")
         accepted: list[Content] = []
+        session.remote_payloads = request.payloads
         for element in request.contents:
             content = self._content(session, element)
             if element.transport is None or element.description is None:

@@ -69,6 +69,15 @@ class IJingleTransport(Interface):
     def parse_accept(client, session, content, element):  # noqa: N805
         """Validate the responder's answer (initiator, sync)."""
 
+    def after_sent(client, session, content):  # noqa: N805
+        """Our session-initiate / session-accept was acknowledged (async)."""
+
+    def action_data(client, session, content):  # noqa: N805
+        """Extra data for the user's prompt about an offer (dict)."""
+
+    def use_answer(client, session, content, answer):  # noqa: N805
+        """The user's answer to an offer, before we accept it (sync)."""
+
     def start(client, session, content):  # noqa: N805
         """Connect and move the bytes (async; TransportFailed when it cannot connect)."""
 

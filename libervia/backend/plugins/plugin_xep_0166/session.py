@@ -102,6 +102,11 @@ class Session:
     last_heard: float = 0.0
     #: free room for applications (e.g. a pending user action)
     extra: dict[str, Any] = field(default_factory=dict)
+    #: our session-level children of <jingle/> for session-initiate / session-accept
+    #: (e.g. the XEP-0338 BUNDLE <group/>)
+    local_payloads: list[domish.Element] = field(default_factory=list)
+    #: the peer's session-level children of its session-initiate / session-accept
+    remote_payloads: tuple[domish.Element, ...] = ()
 
     @property
     def key(self) -> tuple[str, str]:

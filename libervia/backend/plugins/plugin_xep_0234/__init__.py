@@ -42,12 +42,13 @@ from pathlib import Path
 from typing import Any
 
 from twisted.words.protocols.jabber.jid import JID
+from twisted.words.xish import domish
 
 from libervia.backend.core.aio import background
 from libervia.backend.core.exceptions import InvalidInput, LiberviaError, NotFound
 from libervia.backend.core.log import get_logger
 from libervia.backend.plugins import plugin_xep_0300 as hashes
-from libervia.backend.plugins.plugin_xep_0166 import Senders
+from libervia.backend.plugins.plugin_xep_0166 import Content, Reason, Senders, Session
 from libervia.backend.plugins.plugin_xep_0234.application import FileTransfer
 from libervia.backend.plugins.plugin_xep_0234.bridge import register_bridge
 from libervia.backend.plugins.plugin_xep_0234.description import (
@@ -59,7 +60,7 @@ from libervia.backend.plugins.plugin_xep_0234.description import (
     FileInfo,
     hash_file,
 )
-from libervia.backend.plugins.plugin_xep_0234.transfer import FileSink, Transfer
+from libervia.backend.plugins.plugin_xep_0234.transfer import FileSink, KnownDigest, Transfer
 from libervia.backend.plugins.plugin_xep_0261 import NS_JINGLE_IBB
 from libervia.backend.tools.ids import time_ordered_uuid
 
@@ -129,34 +130,72 @@ class XEP_0234:  # noqa: N801 - plugin classes are named after their XEP
         transport: str = "auto",
         *,
         jmi: bool = False,
+        call_data: dict[str, Any] | None = None,
+        file_data: dict[str, Any] | None = None,
     ) -> dict[str, str]:
-        """Offer a file to ``peer``; returns ``{"progress": id, "session_id": sid}`` once the
-        offer was acknowledged (the transfer goes on in the background).
+        """Offer a file to ``peer``; returns ``{"progress": id, "session_id": sid,
+        "transport": namespace}`` once the offer was acknowledged (the transfer goes on in
+        the background).
 
         With ``jmi``, the file is first proposed to every device of the peer (XEP-0353, to
-        its bare JID) and returned at once: the session goes to the device that proceeds,
-        with the proposal's id as sid; a rejection, a timeout or a lost connection fails the
-        progress.
+        its bare JID) and returned at once (no "transport" yet): the session goes to the
+        device that proceeds, with the proposal's id as sid; a rejection, a timeout or a
+        lost connection fails the progress.
+
+        ``call_data`` (``{"sdp": offer}``): the frontend sends the bytes over a WebRTC data
+        channel (XEP-0343) when the peer can; ``file_data`` (``{"size", "media_type",
+        "hash"}``) describes a file that is not on the daemon's machine (a web frontend's).
 
         Raises:
             NotFound: no such file, or no device of a bare JID.
-            InvalidInput: not a regular file, unknown or unavailable transport.
+            InvalidInput: not a regular file, unknown or unavailable transport, bad WebRTC
+                call data.
             XMPPError, OperationTimeout, NotConnected: the offer could not be delivered.
         """
         namespace = self._transport_namespace(transport)
+        if call_data is not None and "XEP-0343" not in self.host.plugins:
+            raise InvalidInput("WebRTC data channels (XEP-0343) are not available")
         path = Path(filepath).expanduser()
+        if jmi and "XEP-0353" not in self.host.plugins:
+            raise InvalidInput("Jingle Message Initiation (XEP-0353) is not available")
+        if not jmi:
+            peer = self.resolve_peer(client, peer)
+        if file_data is not None and not path.exists():
+            info = self._remote_file(name or path.name, desc, file_data)
+            path_sent: Path | None = None
+        else:
+            info = await self._local_file(path, name, desc)
+            path_sent = path
+        now = float(client.reactor.seconds())
+        transfer = Transfer("out", info, time_ordered_uuid(), now, path=path_sent)
+        transfer.hash_algo = HASH_ALGO if info.hashes.get(HASH_ALGO) else None
+        if jmi:
+            return await self._propose(
+                client, JID(peer.userhost()), info, transfer, namespace, call_data
+            )
+        session, content = self._offer_session(client, peer, info, transfer, namespace, call_data)
+        self.app.add_progress(client, session, transfer)
+        try:
+            await self.jingle.initiate(client, session)
+        except LiberviaError as e:
+            self.app.abandon(client, transfer, f"offer not delivered: {e}")
+            raise
+        assert content.transport is not None
+        return {
+            "progress": transfer.progress_id,
+            "session_id": session.sid,
+            "transport": content.transport.namespace,
+        }
+
+    async def _local_file(self, path: Path, name: str | None, desc: str) -> FileInfo:
         try:
             stat = path.stat()
         except FileNotFoundError:
             raise NotFound(f"no file {path}") from None
         if not path.is_file():
             raise InvalidInput(f"{path} is not a regular file")
-        if jmi and "XEP-0353" not in self.host.plugins:
-            raise InvalidInput("Jingle Message Initiation (XEP-0353) is not available")
-        if not jmi:
-            peer = self.resolve_peer(client, peer)
         digest = await asyncio.to_thread(hash_file, path)
-        info = FileInfo(
+        return FileInfo(
             name=name or path.name,
             size=stat.st_size,
             desc=desc,
@@ -164,36 +203,64 @@ class XEP_0234:  # noqa: N801 - plugin classes are named after their XEP
             date=datetime.fromtimestamp(stat.st_mtime, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             hashes={HASH_ALGO: digest},
         )
-        now = float(client.reactor.seconds())
-        transfer = Transfer("out", info, time_ordered_uuid(), now, path=path)
-        transfer.hash_algo = HASH_ALGO
-        if jmi:
-            return await self._propose(client, JID(peer.userhost()), info, transfer, namespace)
-        session = self.jingle.create_session(client, peer)
-        self.jingle.add_content(
+
+    def _remote_file(self, name: str, desc: str, file_data: dict[str, Any]) -> FileInfo:
+        """The description of a file on the frontend's device (``file_data``)."""
+        size = file_data.get("size")
+        if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= self.max_size:
+            raise InvalidInput(f"file_data size must be an integer from 0 to {self.max_size}")
+        media_type = file_data.get("media_type") or mimetypes.guess_type(name)[0]
+        if not isinstance(media_type, str):
+            raise InvalidInput("file_data media_type must be a string")
+        file_hashes: dict[str, bytes | None] = {}
+        if file_data.get("hash"):
+            try:
+                file_hashes[HASH_ALGO] = base64.b64decode(str(file_data["hash"]), validate=True)
+            except (binascii.Error, ValueError):
+                raise InvalidInput("file_data hash must be base64 (sha-256)") from None
+        return FileInfo(name=name, size=size, desc=desc, media_type=media_type, hashes=file_hashes)
+
+    def _offer_session(
+        self,
+        client: Any,
+        peer: JID,
+        info: FileInfo,
+        transfer: Transfer,
+        namespace: str | None,
+        call_data: dict[str, Any] | None,
+        sid: str | None = None,
+    ) -> tuple[Session, Content]:
+        """A new session offering the file (not sent yet)."""
+        session = self.jingle.create_session(client, peer, sid)
+        name, transport_data = None, None
+        if call_data is not None:
+            name, transport_data = self.host.plugins["XEP-0343"].offer_data(session, call_data)
+        content = self.jingle.add_content(
             session,
             self.app,
             info.description(),
             senders=Senders.INITIATOR,
+            name=name,
             app_data=transfer,
             transport=namespace,
         )
-        self.app.add_progress(client, session, transfer)
-        try:
-            await self.jingle.initiate(client, session)
-        except LiberviaError as e:
-            self.app.abandon(client, transfer, f"offer not delivered: {e}")
-            raise
-        return {"progress": transfer.progress_id, "session_id": session.sid}
+        content.transport_data = transport_data
+        return session, content
 
     async def _propose(
-        self, client: Any, peer: JID, info: FileInfo, transfer: Transfer, namespace: str | None
+        self,
+        client: Any,
+        peer: JID,
+        info: FileInfo,
+        transfer: Transfer,
+        namespace: str | None,
+        call_data: dict[str, Any] | None,
     ) -> dict[str, str]:
         jmi = self.host.plugins["XEP-0353"]
         sid = await jmi.propose(client, peer, [info.description()])
         self.app.add_progress(client, None, transfer, peer=peer, sid=sid)
         background(
-            self._send_when_proceeded(client, peer, sid, info, transfer, namespace),
+            self._send_when_proceeded(client, peer, sid, info, transfer, namespace, call_data),
             f"file proposal {sid}",
         )
         return {"progress": transfer.progress_id, "session_id": sid}
@@ -206,6 +273,7 @@ class XEP_0234:  # noqa: N801 - plugin classes are named after their XEP
         info: FileInfo,
         transfer: Transfer,
         namespace: str | None,
+        call_data: dict[str, Any] | None,
     ) -> None:
         jmi = self.host.plugins["XEP-0353"]
         try:
@@ -213,20 +281,48 @@ class XEP_0234:  # noqa: N801 - plugin classes are named after their XEP
         except LiberviaError as e:  # rejected, retracted, timeout, disconnected
             self.app.abandon(client, transfer, f"{peer.full()} did not take the file: {e}")
             return
-        session = self.jingle.create_session(client, device, sid)
-        self.jingle.add_content(
-            session,
-            self.app,
-            info.description(),
-            senders=Senders.INITIATOR,
-            app_data=transfer,
-            transport=namespace,
-        )
+        session, _ = self._offer_session(client, device, info, transfer, namespace, call_data, sid)
         jmi.track(client, session)
         try:
             await self.jingle.initiate(client, session)
         except LiberviaError as e:
             self.app.abandon(client, transfer, f"offer not delivered: {e}")
+
+    def webrtc_done(
+        self, client: Any, session: Session, content: Content, size: int, algo: str, digest: bytes
+    ) -> None:
+        """The frontend moved every byte over a WebRTC data channel (XEP-0343 report):
+        check the size, then as for any transport: the sender sends its checksum if the
+        offer had none and waits for the receiver; the receiver checks the hash (waiting
+        for the checksum if needed), keeps the file and ends the session."""
+        transfer: Transfer = content.app_data
+        if transfer.over:
+            return
+        if size != transfer.info.size:
+            error = LiberviaError(f"{size} bytes moved, {transfer.info.size} announced")
+            self.app.fail(client, session, content, Reason.MEDIA_ERROR, error)
+            return
+        transfer.position = size
+        transfer.data_done = True
+        if transfer.direction == "out":
+            if not transfer.info.hashes.get(algo):
+                checksum = domish.Element((NS_FT, "checksum"))
+                checksum["creator"] = content.creator.value
+                checksum["name"] = content.name
+                checksum.addElement("file").addChild(hashes.hash_element(algo, digest))
+                background(
+                    self.jingle.session_info(client, session, checksum),
+                    f"checksum of {session.sid}",
+                )
+            self.app.wait_for_receiver(client, session, content)
+            return
+        if transfer.hash_algo in (None, algo):
+            transfer.hash_algo = algo
+            transfer.hasher = KnownDigest(digest)
+            transfer.expected = transfer.info.hashes.get(algo) or transfer.checksums.get(algo)
+        else:
+            transfer.hasher = None  # another algorithm than the sender's: nothing to compare
+        self.app.verify(client, session, content)
 
     def _transport_namespace(self, transport: str) -> str | None:
         if transport not in TRANSPORTS:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 from collections.abc import Callable
 from dataclasses import replace
@@ -31,7 +32,12 @@ from libervia.backend.plugins.plugin_xep_0234.description import (
     FileInfo,
     human_size,
 )
-from libervia.backend.plugins.plugin_xep_0234.transfer import FileSink, FileSource, Transfer
+from libervia.backend.plugins.plugin_xep_0234.transfer import (
+    FileSink,
+    FileSource,
+    FrontendEndpoint,
+    Transfer,
+)
 from libervia.backend.tools.filenames import create_exclusive, partial_path, safe_file_name
 from libervia.backend.tools.ids import time_ordered_uuid
 
@@ -144,13 +150,25 @@ class FileTransfer(BaseApplicationHandler):
         if not isinstance(answer, dict) or not answer.get("accept"):
             await self.jingle.terminate(client, session, Reason.DECLINE)
             return
+        transport = content.transport
+        assert transport is not None
         try:
-            self.prepare_file(transfer, answer)
-        except (OSError, InvalidInput) as e:
-            log.warning("cannot save the file of session %s: %s", session.sid, e)
-            await self.jingle.terminate(client, session, Reason.FAILED_APPLICATION, str(e))
+            transport.use_answer(client, session, content, answer)
+        except InvalidInput as e:
+            log.info("session %s: the answer does not fit the transport: %s", session.sid, e)
+            await self.jingle.terminate(client, session, Reason.FAILED_TRANSPORT, str(e))
             return
-        content.sink = FileSink(self, client, session, content)
+        frontend = getattr(transport, "frontend_moves_bytes", False)
+        if frontend and "path" not in answer:
+            content.sink = FrontendEndpoint(self, client, session, content)
+        else:
+            try:
+                self.prepare_file(transfer, answer)
+            except (OSError, InvalidInput) as e:
+                log.warning("cannot save the file of session %s: %s", session.sid, e)
+                await self.jingle.terminate(client, session, Reason.FAILED_APPLICATION, str(e))
+                return
+            content.sink = FileSink(self, client, session, content)
         self.add_progress(client, session, transfer)
         await self.jingle.accept(client, session)
 
@@ -181,7 +199,11 @@ class FileTransfer(BaseApplicationHandler):
             message += f": {info.desc}"
         if not in_roster:
             message += " (not in your contacts)"
+        algo = hashes.best_algo(info.hashes) or ""
+        digest = info.hashes.get(algo) if algo else None
+        extra = content.transport.action_data(client, session, content) if content.transport else {}
         return {
+            **extra,
             "type": "file",
             "subtype": "jingle",
             "from_jid": peer.full(),
@@ -194,7 +216,8 @@ class FileTransfer(BaseApplicationHandler):
                 "desc": info.desc,
                 "media_type": info.media_type,
                 "date": info.date,
-                "hash_algo": hashes.best_algo(info.hashes) or "",
+                "hash_algo": algo,
+                "hash": base64.b64encode(digest).decode() if digest else "",
             },
             "message": message,
         }
@@ -237,20 +260,19 @@ class FileTransfer(BaseApplicationHandler):
         """Announce the transfer's progress (``peer``/``sid`` when there is no session yet:
         a Jingle Message Initiation proposal waiting for a device to proceed)."""
         path = transfer.path if transfer.path is not None else ""
-        self.host.progress.add(
-            client,
-            transfer.progress_id,
-            transfer.position_getter,
-            {
-                "type": "file",
-                "direction": transfer.direction,
-                "peer": (session.peer if session is not None else peer).full(),
-                "name": transfer.info.name,
-                "size": transfer.info.size,
-                "session_id": session.sid if session is not None else sid,
-                "path": str(path),
-            },
-        )
+        metadata = {
+            "type": "file",
+            "direction": transfer.direction,
+            "peer": (session.peer if session is not None else peer).full(),
+            "name": transfer.info.name,
+            "size": transfer.info.size,
+            "session_id": session.sid if session is not None else sid,
+            "path": str(path),
+        }
+        if transfer.partial is not None:
+            # where a frontend moving the bytes itself (WebRTC) writes them
+            metadata["partial"] = str(transfer.partial)
+        self.host.progress.add(client, transfer.progress_id, transfer.position_getter, metadata)
         transfer.progress_added = True
 
     def when_written(
@@ -333,10 +355,12 @@ class FileTransfer(BaseApplicationHandler):
                 return
             transfer.hash_verified = True
         try:
-            assert transfer.file is not None and transfer.partial and transfer.path
-            transfer.file.close()
-            transfer.file = None
-            os.replace(transfer.partial, transfer.path)
+            if transfer.file is not None:
+                transfer.file.close()
+                transfer.file = None
+            if transfer.partial is not None and transfer.path is not None:
+                os.replace(transfer.partial, transfer.path)
+            # else: the frontend kept the data itself (WebRTC to a remote frontend)
         except OSError as e:
             self.fail(client, session, content, Reason.FAILED_APPLICATION, e)
             return
@@ -427,6 +451,7 @@ class FileTransfer(BaseApplicationHandler):
         if file_el is None or transfer.direction != "in":
             return
         received_hashes = {a: d for a, d in hashes.parse_hashes(file_el).items() if d}
+        transfer.checksums.update(received_hashes)
         if transfer.hash_algo is None or transfer.hash_algo not in received_hashes:
             return
         transfer.expected = received_hashes[transfer.hash_algo]
@@ -452,7 +477,9 @@ class FileTransfer(BaseApplicationHandler):
     async def on_accepted(self, client: Any, session: Session, content: Content) -> None:
         transfer: Transfer = content.app_data
         if transfer.direction == "out":
-            assert transfer.path is not None
+            if transfer.path is None:  # on the frontend's device (WebRTC)
+                content.source = FrontendEndpoint(self, client, session, content)
+                return
             transfer.file = transfer.path.open("rb")
             if transfer.position:
                 transfer.file.seek(transfer.position)

@@ -16,23 +16,35 @@ if TYPE_CHECKING:
 
 def _extra(value: str) -> dict[str, Any]:
     if not value:
-        return {"transport": "auto", "jmi": False}
+        return {"transport": "auto", "jmi": False, "call_data": None, "file_data": None}
     try:
         data = json.loads(value)
     except ValueError as e:
         raise InvalidInput(f"extra is not valid JSON: {e}") from None
     if not isinstance(data, dict):
         raise InvalidInput("extra must be a JSON object")
-    unknown = set(data) - {"transport", "jmi"}
+    unknown = set(data) - {"transport", "jmi", "webrtc", "call_data", "file_data"}
     if unknown:
         raise InvalidInput(f"unknown extra keys {sorted(unknown)}")
     transport = data.get("transport", "auto")
     if not isinstance(transport, str):
         raise InvalidInput("transport must be a string")
     jmi = data.get("jmi", False)
-    if not isinstance(jmi, bool):
-        raise InvalidInput("jmi must be a boolean")
-    return {"transport": transport, "jmi": jmi}
+    webrtc = data.get("webrtc", False)
+    if not isinstance(jmi, bool) or not isinstance(webrtc, bool):
+        raise InvalidInput("jmi and webrtc must be booleans")
+    call_data = data.get("call_data")
+    file_data = data.get("file_data")
+    if webrtc and not isinstance(call_data, dict):
+        raise InvalidInput('webrtc needs call_data: {"sdp": the frontend\'s offer}')
+    if file_data is not None and not isinstance(file_data, dict):
+        raise InvalidInput("file_data must be an object")
+    return {
+        "transport": transport,
+        "jmi": jmi,
+        "call_data": call_data if webrtc else None,
+        "file_data": file_data,
+    }
 
 
 def register_bridge(plugin: XEP_0234, bridge: Any) -> None:
@@ -55,6 +67,8 @@ def register_bridge(plugin: XEP_0234, bridge: Any) -> None:
             file_desc,
             options["transport"],
             jmi=options["jmi"],
+            call_data=options["call_data"],
+            file_data=options["file_data"],
         )
         return json.dumps(result)
 
@@ -87,7 +101,10 @@ def register_bridge(plugin: XEP_0234, bridge: Any) -> None:
         "s",
         'serialised dict: transport ("auto", "ibb" or "s5b"); jmi (file_send: true to propose '
         "the file to every device of the peer first, XEP-0353, and send it to the one that "
-        "accepts; between Libervia clients: others ignore such proposals)",
+        "accepts; between Libervia clients: others ignore such proposals); file_send only: "
+        'webrtc (true) with call_data {"sdp": offer} when the frontend moves the bytes over a '
+        'WebRTC data channel (XEP-0343), file_data {"size", "media_type", "hash" (sha-256, '
+        "base64)} when the file is not on the daemon's machine",
     )
     add: Callable[..., None] = bridge.add_method
     add(
@@ -102,7 +119,8 @@ def register_bridge(plugin: XEP_0234, bridge: Any) -> None:
             profile,
         ],
         returns="s",
-        doc="Offer a file over Jingle (XEP-0234); returns serialised {progress, session_id}.",
+        doc="Offer a file over Jingle (XEP-0234); returns serialised {progress, session_id, "
+        "transport (the namespace of the transport offered)}.",
     )
     add(
         "file_jingle_request",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -57,6 +57,8 @@ class Transfer:
     checksum_timer: Any = None
     #: writes and hashes what we receive, in a thread (created at the first chunk)
     writer: DiskWriter | None = None
+    #: hashes received in ``checksum`` session-infos
+    checksums: dict[str, bytes] = field(default_factory=dict)
 
     @property
     def written(self) -> bool:
@@ -65,6 +67,37 @@ class Transfer:
 
     def position_getter(self) -> dict[str, int]:
         return {"position": self.position, "size": self.info.size or 0}
+
+
+class KnownDigest:
+    """A hasher whose digest was computed elsewhere (by the frontend that moved the bytes)."""
+
+    def __init__(self, digest: bytes) -> None:
+        self._digest = digest
+
+    def update(self, data: bytes) -> None:
+        raise RuntimeError("the data was hashed by the frontend")
+
+    def digest(self) -> bytes:
+        return self._digest
+
+
+class FrontendEndpoint:
+    """Source and sink of a transfer whose bytes are on the frontend's device (a web
+    frontend's WebRTC data channel): another transport cannot move them."""
+
+    def __init__(self, app: FileTransfer, client: Any, session: Session, content: Content):
+        self.app, self.client, self.session, self.content = app, client, session, content
+
+    async def read(self, size: int) -> bytes:
+        raise LiberviaError("the file is on the frontend's device: only WebRTC can send it")
+
+    async def write(self, data: bytes) -> None:
+        raise LiberviaError("no file on the daemon's machine for this transfer")
+
+    def close(self, error: BaseException | None = None) -> None:
+        if error is not None:
+            self.app.fail(self.client, self.session, self.content, Reason.FAILED_TRANSPORT, error)
 
 
 class FileSource:
