@@ -86,6 +86,13 @@ class XEP_0176:  # noqa: N801 - plugin classes are named after their XEP
             if data.remote is None:
                 continue
             media = data.remote
+            # an application describing the media itself (XEP-0167 RTP descriptions)
+            # provides it with remote_media(content); its transport is the peer's
+            describe = getattr(content.application, "remote_media", None)
+            described = describe(content) if describe is not None else None
+            if described is not None:
+                described.name, described.transport = content.name, media.transport
+                media = described
             media.direction = wj.direction_of(content.senders.value, author_is_initiator)
             if queued:
                 media.transport.candidates = data.in_queue
