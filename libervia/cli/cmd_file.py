@@ -7,6 +7,12 @@ transfer through the progress signals (:class:`~libervia.cli.progress.Progress`)
 transfer the same way. An offer withdrawn before the answer (``action_update`` with status
 ``cancelled``: the sender cancelled, another device of the account took it, the profile was
 disconnected) is reported and ends the command (exit code 20) unless ``--multiple``.
+
+With ``--webrtc`` the bytes go over a WebRTC data channel that ``li`` itself holds
+(:mod:`libervia.frontends.webrtc`, aiortc, imported only then): the daemon does the Jingle
+signalling and ``li`` moves the file. When the peer cannot do WebRTC, or the connection fails
+and the daemon falls back to another transport, the daemon moves the bytes as usual and ``li``
+just follows the progress.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from libervia.cli.progress import Poll, Progress
 from libervia.frontends.bridge.client import BridgeError
 
 TRANSPORTS = ("auto", "ibb", "s5b")
+WEBRTC_SIGNALS = ("call_setup", "ice_candidates_new", "call_ended")
 #: seconds between two progress_get while a progress bar is shown
 PROGRESS_INTERVAL = 0.2
 
@@ -111,14 +118,94 @@ def position_poll(cli: Cli, progress_id: str, size: int | None) -> Poll:
     return poll
 
 
+def endpoint_poll(cli: Cli, endpoint: Any, progress_id: str, size: int | None) -> Poll:
+    """The position of a WebRTC endpoint while it moves the bytes, the daemon's once it
+    does (the peer cannot do WebRTC, or the daemon fell back to another transport)."""
+    daemon = position_poll(cli, progress_id, size)
+
+    async def poll() -> tuple[int, int | None]:
+        if endpoint.uses_webrtc:
+            return endpoint.position, size
+        return await daemon()
+
+    return poll
+
+
 async def follow(
-    cli: Cli, progress: Progress, progress_id: str, name: str, size: int | None
+    cli: Cli,
+    progress: Progress,
+    progress_id: str,
+    name: str,
+    size: int | None,
+    poll: Poll | None = None,
 ) -> tuple[dict[str, Any] | None, str]:
     """Wait for the end of a transfer: (finished metadata, "") or (None, error text)."""
     try:
-        return await progress.wait(progress_id, position_poll(cli, progress_id, size)), ""
+        poll = poll or position_poll(cli, progress_id, size)
+        return await progress.wait(progress_id, poll), ""
     except CommandError as e:
         return None, e.message.removeprefix(f"{name} failed: ")
+
+
+def add_webrtc_arguments(parser: argparse.ArgumentParser, what: str) -> None:
+    """--webrtc, --ice-server, --ice-address."""
+    parser.add_argument(
+        "--webrtc",
+        action="store_true",
+        help=f"{what} over a WebRTC data channel held by li (the daemon only does the "
+        "signalling); the daemon's usual transports when the peer cannot do WebRTC",
+    )
+    parser.add_argument(
+        "--ice-server",
+        metavar="URL",
+        dest="ice_servers",
+        action="append",
+        default=[],
+        help="STUN/TURN server for --webrtc (stun:HOST[:PORT], turn:HOST[:PORT]; "
+        "repeatable; none by default)",
+    )
+    parser.add_argument(
+        "--ice-address",
+        metavar="ADDR",
+        dest="ice_addresses",
+        action="append",
+        default=[],
+        help="local address allowed for --webrtc host candidates (repeatable; loopback only "
+        "when given, e.g. 127.0.0.1; default: every address but loopback)",
+    )
+
+
+def webrtc_config(cli: Cli) -> Any:
+    """The WebRTCConfig of the command line, None without --webrtc.
+
+    Raises:
+        CommandError: ICE options without --webrtc or invalid; aiortc missing; the daemon
+            has no WebRTC signalling.
+    """
+    args = cli.args
+    if not args.webrtc:
+        if args.ice_servers or args.ice_addresses:
+            raise CommandError("--ice-server and --ice-address need --webrtc", C.EXIT_USAGE)
+        return None
+    signals = getattr(cli.bridge, "signals", None)
+    if isinstance(signals, dict) and not all(name in signals for name in WEBRTC_SIGNALS):
+        raise CommandError(
+            "the daemon cannot do WebRTC file transfer (no call_setup signal)",
+            C.EXIT_MISSING_FEATURE,
+        )
+    try:
+        from libervia.frontends.webrtc import WebRTCConfig
+    except ImportError as e:
+        raise CommandError(
+            f"--webrtc needs aiortc ({e}): pip install aiortc", C.EXIT_MISSING_FEATURE
+        ) from None
+    try:
+        return WebRTCConfig(
+            ice_servers=tuple(args.ice_servers),
+            host_addresses=tuple(args.ice_addresses) if args.ice_addresses else None,
+        )
+    except ValueError as e:
+        raise CommandError(str(e), C.EXIT_USAGE) from None
 
 
 class FileSend(Command):
@@ -135,6 +222,11 @@ class FileSend(Command):
         ("li file send bob@example.org/laptop big.iso --transport ibb", "in-band only"),
         ("li file send bob@example.org report.pdf --jmi", "to whichever device accepts"),
         ("li file send bob@example.org/laptop notes.txt --name todo.txt -O json", "as JSON"),
+        ("li file send bob@example.org/phone photo.jpg --webrtc", "over WebRTC (li sends)"),
+        (
+            "li file send bob@example.org/phone a.bin --webrtc --ice-server stun:stun.example.org",
+            "over WebRTC, with a STUN server",
+        ),
     )
     need_connect = True
     use_output = True
@@ -165,11 +257,15 @@ class FileSend(Command):
             "XEP-0353) and send it to the one that accepts; for Libervia peers (other clients "
             "ignore file proposals)",
         )
+        add_webrtc_arguments(parser, "send the bytes")
 
     async def run(self, cli: Cli) -> None:
         args = cli.args
         if args.name is not None and len(args.files) > 1:
             raise CommandError("--name is only for one file", C.EXIT_USAGE)
+        if args.webrtc and args.transport != "auto":
+            raise CommandError("--webrtc is only for --transport auto", C.EXIT_USAGE)
+        config = webrtc_config(cli)
         paths = [Path(f).expanduser().absolute() for f in args.files]
         for path in paths:
             if not path.is_file():
@@ -177,10 +273,9 @@ class FileSend(Command):
         options: dict[str, Any] = {"transport": args.transport}
         if args.jmi:
             options["jmi"] = True
-        extra = json.dumps(options)
         results = []
         for path in paths:
-            results.append(await self.send(cli, path, args.name or path.name, extra))
+            results.append(await self.send(cli, path, args.name or path.name, options, config))
         if cli.out.json:
             cli.out.print_json(results)
         failed = [r for r in results if r["status"] != "finished"]
@@ -190,23 +285,59 @@ class FileSend(Command):
             details = "; ".join(f"{r['name']} ({r['error']})" for r in failed)
             raise CommandError(f"{len(failed)} of {len(results)} files not sent: {details}")
 
-    async def send(self, cli: Cli, path: Path, name: str, extra: str) -> dict[str, Any]:
+    async def send(
+        self, cli: Cli, path: Path, name: str, options: dict[str, Any], config: Any
+    ) -> dict[str, Any]:
+        """Offer one file and follow its transfer; ``config``: a WebRTCConfig for --webrtc."""
         args = cli.args
         size = path.stat().st_size
         progress = new_progress(cli, name)
-        answer = await cli.bridge.file_send(
-            args.jid, str(path), name, args.description, extra, cli.profile
-        )
-        data = json.loads(answer) if answer else {}
+        endpoint = None
+        try:
+            if config is None:
+                answer = await cli.bridge.file_send(
+                    args.jid, str(path), name, args.description, json.dumps(options), cli.profile
+                )
+                data = json.loads(answer) if answer else {}
+            else:
+                from libervia.frontends.webrtc import DataChannelSender
+
+                endpoint = DataChannelSender(cli.bridge, cli.profile, config)
+                data = await endpoint.send(args.jid, path, name, args.description, options)
+            result = await self.follow_send(cli, progress, path, name, size, data, endpoint)
+        finally:
+            if endpoint is not None:
+                await endpoint.close()
+        return result
+
+    async def follow_send(
+        self,
+        cli: Cli,
+        progress: Progress,
+        path: Path,
+        name: str,
+        size: int,
+        data: dict[str, Any],
+        endpoint: Any,
+    ) -> dict[str, Any]:
+        args = cli.args
         result: dict[str, Any] = {
             "file": str(path),
             "name": name,
             "to": args.jid,
             "progress": data.get("progress", ""),
             "session_id": data.get("session_id", ""),
+            "transport": data.get("transport", ""),
         }
         cli.out.info(f"offering {name} ({human_size(size)}) to {args.jid}…", style="dim")
-        metadata, error = await follow(cli, progress, result["progress"], name, size)
+        poll = None
+        if endpoint is not None:
+            poll = endpoint_poll(cli, endpoint, result["progress"], size)
+            if not endpoint.uses_webrtc:
+                cli.out.info(f"{args.jid} cannot do WebRTC: the daemon sends {name}", style="dim")
+        metadata, error = await follow(cli, progress, result["progress"], name, size, poll)
+        if endpoint is not None and endpoint.fallback:
+            result["fallback"] = True
         if metadata is None:
             result.update(status="failed", error=error)
             if not cli.out.json:
@@ -288,12 +419,15 @@ class FileReceive(Command):
         "directory (or --path), never over an existing file unless --overwrite. --yes accepts "
         "without asking the files of your contacts and of JID; offers from anybody else are "
         "still asked (declined without a terminal). An offer withdrawn before the answer (the "
-        "sender cancelled, another device of yours took it) ends the command with exit code 20."
+        "sender cancelled, another device of yours took it) ends the command with exit code 20. "
+        "With --webrtc, offers made over a WebRTC data channel are received by li itself "
+        "(the other offers as usual); without it they cannot be received by li."
     )
     examples = (
         ("li file receive", "accept (after asking) the next file offered"),
         ("li file receive alice@example.org --yes --path ~/inbox", "from alice, to ~/inbox"),
         ("li file receive -m -y -O json", "every file offered by a contact, as JSON lines"),
+        ("li file receive --webrtc -y", "also the offers over WebRTC (li receives the bytes)"),
     )
     need_connect = True
     use_output = True
@@ -314,6 +448,7 @@ class FileReceive(Command):
         parser.add_argument(
             "-m", "--multiple", action="store_true", help="keep receiving (Ctrl-C to stop)"
         )
+        add_webrtc_arguments(parser, "receive the offers made over WebRTC")
 
     async def run(self, cli: Cli) -> None:
         args = cli.args
@@ -323,6 +458,7 @@ class FileReceive(Command):
             if not directory.is_dir():
                 raise CommandError(f"{directory}: no such directory", C.EXIT_NOT_FOUND)
             self.directory = str(directory)
+        self.config = webrtc_config(cli)
         self.terminal = sys.stdin.isatty()
         if not args.yes and not self.terminal:
             raise CommandError(
@@ -419,6 +555,14 @@ class FileReceive(Command):
         accept = await self.decide(offer)
         if accept is None or offer.cancelled.done():
             return self.cancelled(offer)
+        if accept and isinstance(offer.data.get("webrtc"), dict):
+            if self.config is None:
+                cli.error(
+                    f"{offer.name} from {offer.sender} is offered over WebRTC: "
+                    "add --webrtc to receive it with li"
+                )
+            else:
+                return await self.handle_webrtc(offer)
         answer: dict[str, Any] = {"accept": accept}
         progress = None
         if accept:
@@ -430,23 +574,59 @@ class FileReceive(Command):
         try:
             await cli.bridge.action_launch(offer.action_id, json.dumps(answer), cli.profile)
         except BridgeError as e:
-            if e.code != "NotFound":
-                raise
-            # withdrawn just before our answer reached the daemon (its action_update came
-            # first, on the same connection), or answered by another frontend
-            if offer.cancelled.done():
-                return self.cancelled(offer)
-            return self.result(offer, "cancelled", reason="the offer is no longer pending")
+            return self.launch_failed(offer, e)
         finally:
             self.pending.pop(offer.action_id, None)
         if progress is None:
             cli.out.info(f"{offer.name} from {offer.sender}: declined", style="dim")
             return self.result(offer, "refused")
+        return await self.follow_offer(offer, progress)
+
+    def launch_failed(self, offer: Offer, error: BridgeError) -> dict[str, Any]:
+        """The result when action_launch fails with NotFound (re-raises anything else)."""
+        if error.code != "NotFound":
+            raise error
+        # withdrawn just before our answer reached the daemon (its action_update came
+        # first, on the same connection), or answered by another frontend
+        if offer.cancelled.done():
+            return self.cancelled(offer)
+        return self.result(offer, "cancelled", reason="the offer is no longer pending")
+
+    async def handle_webrtc(self, offer: Offer) -> dict[str, Any]:
+        """Accept an offer made over WebRTC: li receives the bytes (DataChannelReceiver)."""
+        from libervia.frontends.webrtc import DataChannelReceiver, WebRTCError
+
+        cli = self.cli
+        progress = new_progress(cli, offer.name)
+        endpoint = DataChannelReceiver(cli.bridge, cli.profile, self.config)
+        try:
+            try:
+                await endpoint.accept(
+                    offer.action_id, offer.data, self.directory, bool(cli.args.overwrite)
+                )
+            except BridgeError as e:
+                return self.launch_failed(offer, e)
+            except WebRTCError as e:  # an offer we cannot use: declined
+                await cli.bridge.action_launch(
+                    offer.action_id, json.dumps({"accept": False}), cli.profile
+                )
+                return self.result(offer, "failed", error=str(e))
+            finally:
+                self.pending.pop(offer.action_id, None)
+            return await self.follow_offer(offer, progress, endpoint)
+        finally:
+            await endpoint.close()
+
+    async def follow_offer(
+        self, offer: Offer, progress: Progress, endpoint: Any = None
+    ) -> dict[str, Any]:
+        """Follow an accepted offer to its end; the result (with the summary printed)."""
+        cli = self.cli
         progress_id = str(offer.data.get("progress_id", ""))
         size = offer.file.get("size")
-        metadata, error = await follow(
-            cli, progress, progress_id, offer.name, size if isinstance(size, int) else None
-        )
+        size = size if isinstance(size, int) else None
+        poll = None if endpoint is None else endpoint_poll(cli, endpoint, progress_id, size)
+        metadata, error = await follow(cli, progress, progress_id, offer.name, size, poll)
         if metadata is None:
             return self.result(offer, "failed", error=error)
         if not cli.out.json:
@@ -487,6 +667,6 @@ class File(Group):
     help = "send and receive files"
     description = (
         "Send and receive files with Jingle file transfer (XEP-0234), over SOCKS5 "
-        "bytestreams or in-band."
+        "bytestreams, in-band, or (--webrtc) a WebRTC data channel held by li."
     )
     subcommands = (FileSend, FileReceive)

@@ -90,12 +90,14 @@ class FakeDaemon:
         size_delta: int = 0,
         relay_candidates: bool = True,
         transport: str = WEBRTC_TRANSPORT,
+        fallback: bool = False,
     ) -> None:
         self.alice, self.bob = Side(self, ALICE), Side(self, BOB)
         self.directory = directory
         self.size_delta = size_delta
         self.relay_candidates = relay_candidates
         self.transport = transport
+        self.fallback = fallback
         self.reports: dict[str, list[dict[str, Any]]] = {ALICE: [], BOB: []}
         self.offer_candidates: dict[str, Any] = {}
         self.offer: dict[str, Any] = {}
@@ -157,6 +159,16 @@ class FakeDaemon:
             return
         if report["state"] == "failed":
             self.end_with_error(f"{profile}: {report['error']}")
+            return
+        if self.fallback and report["state"] == "connected" and profile == ALICE:
+            # the daemon gives WebRTC up (e.g. its own ICE timeout) and moves the bytes
+            self.ended = True
+            ended = json.dumps({"reason": "failed-transport", "fallback": True})
+            self.alice.emit("call_ended", SID, ended)
+            self.bob.emit("call_ended", SID, ended)
+            loop = asyncio.get_running_loop()
+            loop.call_later(0.2, self.alice.emit, "progress_finished", "p-alice", "{}")
+            loop.call_later(0.2, self.bob.emit, "progress_finished", "p-bob", "{}")
             return
         done = {
             p: next((r for r in reports if r["state"] == "done"), None)
@@ -320,3 +332,29 @@ async def test_other_transport_chosen(tmp_path: Path) -> None:
     finally:
         await sender.close()
     assert daemon.reports[ALICE] == []
+
+
+@aio
+async def test_fallback(tmp_path: Path) -> None:
+    """call_ended with "fallback": both peer connections close, no "done" is reported, and
+    the endpoints still see the end of the transfer the daemon completes itself."""
+    source, _data = random_file(tmp_path, 2_000_000)
+    daemon = FakeDaemon(tmp_path, fallback=True)
+    sender, receiver = await start(daemon, source, tmp_path)
+    try:
+        with pytest.raises(TransferFailed, match="fell back"):
+            await sender.wait_done(60)
+        with pytest.raises(TransferFailed, match="fell back"):
+            await receiver.wait_done(60)
+        assert await sender.wait_ended(10) == {}
+        assert await receiver.wait_ended(10) == {}
+        assert sender.fallback and not sender.uses_webrtc
+        assert receiver.fallback and not receiver.uses_webrtc
+        assert sender.pc is not None and sender.pc.connectionState == "closed"
+        assert receiver.pc is not None and receiver.pc.connectionState == "closed"
+        assert receiver._file is None  # the daemon writes the partial file now
+    finally:
+        await sender.close()
+        await receiver.close()
+    for profile in (ALICE, BOB):
+        assert not any(r["state"] in ("done", "failed") for r in daemon.reports[profile])

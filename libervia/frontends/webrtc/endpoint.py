@@ -162,6 +162,12 @@ class _Endpoint:
         self._closed = False
         self._pc_closing: asyncio.Task[None] | None = None
 
+    @property
+    def uses_webrtc(self) -> bool:
+        """Whether this endpoint moves the bytes (False once the daemon fell back to another
+        transport, or when it chose another one)."""
+        return not self.fallback
+
     # --- life cycle ----------------------------------------------------------------------
 
     def _spawn(self, coro: Any, what: str) -> asyncio.Future[Any]:
@@ -645,8 +651,11 @@ class DataChannelReceiver(_Endpoint):
         self._set_session(str(offer.get("session_id") or ""), str(offer.get("progress_id") or ""))
         pc = self._new_pc()
         pc.on("datachannel", self._on_datachannel)
-        await self._remote_description(sdp, "offer")
-        local = await self._set_local(await pc.createAnswer())
+        try:
+            await self._remote_description(sdp, "offer")
+            local = await self._set_local(await pc.createAnswer())
+        except Exception as e:  # aiortc: ValueError, InvalidStateError... on a bad offer
+            raise WebRTCError(f"unusable WebRTC offer: {e}") from e
         data = {**(answer or {}), "accept": True, "path": path, "sdp": local}
         if overwrite:
             data["overwrite"] = True
@@ -705,6 +714,7 @@ class DataChannelReceiver(_Endpoint):
                     assert self._file is not None
                     await asyncio.to_thread(self._file.write, chunk)
             if not self._complete or self.error is not None or self.fallback:
+                self._release()  # the daemon may write the file itself now (fallback)
                 return
             if self._file is None and self.data is None:  # empty file
                 assert target is not None

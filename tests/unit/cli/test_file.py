@@ -27,6 +27,8 @@ from tests.unit.cli.test_run import FakeBridge
 ERROR = "org.libervia.Libervia.Error."
 PROLOGUE = ("wait_ready", "profile_name_get", "is_connected")
 BOB = "bob@example.org/laptop"
+IBB = "urn:xmpp:jingle:transports:ibb:1"
+WEBRTC = "urn:xmpp:jingle:transports:webrtc-datachannel:1"
 FINISHED = {"size": 2_300_000, "hash_algo": "sha-256", "hash_verified": True, "duration": 1.0}
 
 
@@ -96,7 +98,9 @@ class FileBridge(FakeBridge):
         self.sent += 1
         progress_id = f"p{self.sent}"
         self._end(progress_id, name)
-        return json.dumps({"progress": progress_id, "session_id": f"s{self.sent}"})
+        return json.dumps(
+            {"progress": progress_id, "session_id": f"s{self.sent}", "transport": IBB}
+        )
 
     def _action_launch(self, action_id: str, data: str, profile: str) -> str:
         if action_id in self.script.withdraw_on_launch:
@@ -272,6 +276,7 @@ async def test_send_json(files: list[Path]) -> None:
             "to": BOB,
             "progress": "p1",
             "session_id": "s1",
+            "transport": IBB,
             "status": "finished",
             "speed": 2_300_000.0,
             **FINISHED,
@@ -282,6 +287,7 @@ async def test_send_json(files: list[Path]) -> None:
             "to": BOB,
             "progress": "p2",
             "session_id": "s2",
+            "transport": IBB,
             "status": "failed",
             "error": "connection lost",
         },
@@ -513,3 +519,185 @@ async def test_send_with_jmi(files: list[Path]) -> None:
         ("bob@localhost", str(files[0]), "report.pdf", "", '{"transport": "auto", "jmi": true}',
          "alice"),
     )  # fmt: skip
+
+
+# --- WebRTC --------------------------------------------------------------------------------
+
+
+class FakeEndpoint:
+    """Stands for the aiortc endpoints of libervia.frontends.webrtc (no peer connection):
+    the same bridge calls, a chosen transport, a position."""
+
+    instances: list[FakeEndpoint] = []
+    transport = WEBRTC
+
+    def __init__(self, bridge: Any, profile: str, config: Any, on_progress: Any = None) -> None:
+        self.bridge, self.profile, self.config = bridge, profile, config
+        self.position = 0
+        self.fallback = False
+        self.closed = False
+        self.accepted: tuple[Any, ...] | None = None
+        FakeEndpoint.instances.append(self)
+
+    @property
+    def uses_webrtc(self) -> bool:
+        return self.transport == WEBRTC and not self.fallback
+
+    async def send(
+        self, jid: str, path: Path, name: str, desc: str, extra: dict[str, Any]
+    ) -> dict[str, Any]:
+        options = {**extra, "webrtc": True, "call_data": {"sdp": "v=0 offer"}}
+        answer = json.loads(
+            await self.bridge.file_send(
+                jid, str(path), name, desc, json.dumps(options), self.profile
+            )
+        )
+        answer["transport"] = self.transport
+        self.position = path.stat().st_size
+        return answer  # type: ignore[no-any-return]
+
+    async def accept(
+        self, action_id: str, offer: dict[str, Any], path: str, overwrite: bool
+    ) -> None:
+        self.accepted = (action_id, offer["webrtc"], path, overwrite)
+        answer = {"accept": True, "path": path, "sdp": "v=0 answer"}
+        await self.bridge.action_launch(action_id, json.dumps(answer), self.profile)
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+def endpoints(monkeypatch: pytest.MonkeyPatch) -> type[FakeEndpoint]:
+    import libervia.frontends.webrtc as webrtc
+
+    FakeEndpoint.instances = []
+    monkeypatch.setattr(webrtc, "DataChannelSender", FakeEndpoint)
+    monkeypatch.setattr(webrtc, "DataChannelReceiver", FakeEndpoint)
+    return FakeEndpoint
+
+
+def test_webrtc_options_parse() -> None:
+    """--webrtc, repeatable --ice-server and --ice-address on send and receive."""
+    parser = build_parser()
+    args = parse_args(
+        parser,
+        ["file", "send", BOB, "a", "--webrtc", "--ice-server", "stun:s.example.org",
+         "--ice-server", "turn:t.example.org", "--ice-address", "127.0.0.1"],
+    )  # fmt: skip
+    assert args.webrtc is True
+    assert args.ice_servers == ["stun:s.example.org", "turn:t.example.org"]
+    assert args.ice_addresses == ["127.0.0.1"]
+    args = parse_args(parser, ["file", "receive", "--webrtc", "--ice-address", "::1"])
+    assert (args.webrtc, args.ice_servers, args.ice_addresses) == (True, [], ["::1"])
+    args = parse_args(parser, ["file", "receive"])
+    assert (args.webrtc, args.ice_servers, args.ice_addresses) == (False, [], [])
+
+
+@aio
+async def test_webrtc_bad_options(files: list[Path], endpoints: type[FakeEndpoint]) -> None:
+    """ICE options without --webrtc, --webrtc with another transport, a bad URL or address:
+    usage errors before anything is sent."""
+    r = await li("file", "send", BOB, str(files[0]), "--ice-server", "stun:x")
+    assert r.code == C.EXIT_USAGE and "need --webrtc" in r.err
+    r = await li("file", "send", BOB, str(files[0]), "--webrtc", "--transport", "ibb")
+    assert r.code == C.EXIT_USAGE and "--webrtc is only for --transport auto" in r.err
+    r = await li("file", "send", BOB, str(files[0]), "--webrtc", "--ice-server", "http://x")
+    assert r.code == C.EXIT_USAGE and "invalid ICE server" in r.err
+    r = await li("file", "receive", "-y", "--webrtc", "--ice-address", "localhost")
+    assert r.code == C.EXIT_USAGE and "invalid host address" in r.err
+    assert endpoints.instances == []
+
+
+@aio
+async def test_webrtc_daemon_without_signalling(
+    files: list[Path], endpoints: type[FakeEndpoint], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A daemon without the WebRTC signals: missing feature (exit code 17)."""
+    monkeypatch.setattr(FileBridge, "signals", {"progress_started": None}, raising=False)
+    r = await li("file", "send", BOB, str(files[0]), "--webrtc")
+    assert r.code == C.EXIT_MISSING_FEATURE and "cannot do WebRTC" in r.err
+
+
+@aio
+async def test_send_webrtc(files: list[Path], endpoints: type[FakeEndpoint]) -> None:
+    """--webrtc: the endpoint makes the file_send call (webrtc + the offer), gets the ICE
+    configuration, is closed at the end; the JSON result has the transport."""
+    r = await li(
+        "file", "send", BOB, str(files[0]), "--webrtc", "--ice-server", "stun:s.example.org",
+        "--ice-address", "127.0.0.1", "-O", "json",
+    )  # fmt: skip
+    assert r.code == 0, r.err
+    (endpoint,) = endpoints.instances
+    assert endpoint.closed and endpoint.profile == "alice"
+    assert endpoint.config.ice_servers == ("stun:s.example.org",)
+    assert endpoint.config.host_addresses == ("127.0.0.1",)
+    (call,) = r.called("file_send")
+    assert call[:4] == (BOB, str(files[0]), "report.pdf", "")
+    assert json.loads(call[4]) == {
+        "transport": "auto",
+        "webrtc": True,
+        "call_data": {"sdp": "v=0 offer"},
+    }
+    (result,) = json.loads(r.out)
+    assert result["transport"] == WEBRTC and result["status"] == "finished"
+    assert "fallback" not in result
+
+
+@aio
+async def test_send_webrtc_peer_without_webrtc(
+    files: list[Path], endpoints: type[FakeEndpoint], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daemon chose another transport: told, followed as usual."""
+    monkeypatch.setattr(FakeEndpoint, "transport", IBB)
+    r = await li("file", "send", BOB, str(files[0]), "--webrtc")
+    assert r.code == 0, r.err
+    assert f"{BOB} cannot do WebRTC: the daemon sends report.pdf" in r.out
+    assert "sha-256 hash verified" in r.out
+    assert endpoints.instances[0].closed
+
+
+@aio
+async def test_receive_webrtc_offers(tmp_path: Path, endpoints: type[FakeEndpoint]) -> None:
+    """--webrtc: an offer over WebRTC is accepted by the endpoint (directory, overwrite; the
+    answer has an SDP), then an ordinary offer is answered as without --webrtc."""
+    FileBridge.script.offers = [
+        offer("a1", webrtc={"sdp": "v=0 offer"}),
+        offer("a2", name="plain.pdf"),
+    ]
+    args = parse_args(
+        build_parser(),
+        ["file", "receive", "-m", "-y", "-O", "json", "--webrtc", "--path", str(tmp_path),
+         "--overwrite"],
+    )  # fmt: skip
+    stdout, stderr = io.StringIO(), io.StringIO()
+    task = asyncio.ensure_future(Cli(args, stdout=stdout, stderr=stderr).run())
+    for _ in range(200):
+        await asyncio.sleep(0)
+        if stdout.getvalue().count("\n") == 2:
+            break
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    lines = [json.loads(line) for line in stdout.getvalue().splitlines()]
+    assert [(x["name"], x["status"]) for x in lines] == [
+        ("report.pdf", "finished"),
+        ("plain.pdf", "finished"),
+    ]
+    (endpoint,) = endpoints.instances
+    assert endpoint.accepted == ("a1", {"sdp": "v=0 offer"}, str(tmp_path), True)
+    assert endpoint.closed
+    calls = [a for m, a in FakeBridge.instances[-1].calls if m == "action_launch"]
+    assert calls == [
+        ("a1", json.dumps({"accept": True, "path": str(tmp_path), "sdp": "v=0 answer"}), "alice"),
+        ("a2", json.dumps({"accept": True, "path": str(tmp_path), "overwrite": True}), "alice"),
+    ]
+
+
+@aio
+async def test_receive_webrtc_offer_without_option(tmp_path: Path) -> None:
+    """Without --webrtc, an offer over WebRTC is answered as before, with a hint."""
+    FileBridge.script.offers = [offer("a1", webrtc={"sdp": "v=0 offer"})]
+    r = await li("file", "receive", "-y")
+    assert r.called("action_launch") == [("a1", '{"accept": true}', "alice")]
+    assert "is offered over WebRTC: add --webrtc to receive it with li" in r.err
