@@ -18,13 +18,9 @@ from libervia.frontends.webrtc.candidates import (
     strip_candidates,
 )
 from libervia.frontends.webrtc.config import WebRTCConfig, host_addresses
-from libervia.frontends.webrtc.endpoint import (
-    WEBRTC_TRANSPORT,
-    DataChannelReceiver,
-    DataChannelSender,
-    TransferFailed,
-    WebRTCError,
-)
+from libervia.frontends.webrtc.endpoint import WEBRTC_TRANSPORT, TransferFailed, WebRTCError
+from libervia.frontends.webrtc.receiver import DataChannelReceiver
+from libervia.frontends.webrtc.sender import DataChannelSender
 
 __all__ = [
     "WEBRTC_TRANSPORT",

@@ -4,7 +4,7 @@ With the WebRTC data-channel Jingle transport the daemon only does the signallin
 frontend owns the ``aiortc`` peer connection and moves the file bytes. The protocol with the
 daemon (all dicts are JSON strings on the bridge):
 
-Sender (:class:`DataChannelSender`)
+Sender (:class:`~libervia.frontends.webrtc.sender.DataChannelSender`)
     create the peer connection and its channel (``"test"``, protocol ``"xmpp-jingle"``), set
     the local offer, ``file_send(..., extra={"webrtc": true, "call_data": {"sdp": offer}})``.
     The daemon answers with the chosen ``transport``: not the WebRTC one -> the peer connection
@@ -12,7 +12,7 @@ Sender (:class:`DataChannelSender`)
     ``ice_candidates_new`` the peer's candidates (queued until the answer is set), and once the
     channel is open the file goes out as raw binary messages, with ``file_webrtc_report``
     reports ``connected``, ``progress`` (every 0.5 s at most) and ``done`` (size, sha-256).
-Receiver (:class:`DataChannelReceiver`)
+Receiver (:class:`~libervia.frontends.webrtc.receiver.DataChannelReceiver`)
     for an ``action_new`` file offer carrying ``"webrtc": {"sdp": offer}``: set the offer,
     answer with ``action_launch(..., {"accept": true, "path": DIR, "sdp": answer})``, read the
     channel the peer opens, write exactly the announced size into the ``partial`` file the
@@ -23,7 +23,7 @@ bytes itself now; keep following the progress), a failed ICE/DTLS connection is 
 ``failed``, and the peer connection is closed when the daemon ends the transfer
 (``progress_finished`` / ``progress_error``). :meth:`close` always releases everything.
 
-    sender = DataChannelSender(bridge, profile, WebRTCConfig())
+    sender = DataChannelSender(bridge, profile, WebRTCConfig())  # .sender
     try:
         answer = await sender.send("bob@example.org/phone", "report.pdf")
         metadata = await sender.wait_ended()
@@ -36,16 +36,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import hashlib
-import io
 import json
 import logging
 import re
 from collections.abc import Callable, Iterable
-from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, Protocol
 
-from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from libervia.frontends.webrtc.candidates import candidates_from_signal
 from libervia.frontends.webrtc.config import WebRTCConfig
@@ -446,288 +443,3 @@ class _Endpoint:
             self.done.set_exception(TransferFailed(self.error))
             self._stop()
         await self._close_pc()
-
-
-class DataChannelSender(_Endpoint):
-    """Offers a file and, if the daemon chooses the WebRTC transport, sends its bytes."""
-
-    role = "sender"
-
-    def __init__(
-        self,
-        bridge: Bridge,
-        profile: str,
-        config: WebRTCConfig | None = None,
-        on_progress: ProgressCallback | None = None,
-    ) -> None:
-        super().__init__(bridge, profile, config, on_progress)
-        self.channel: RTCDataChannel | None = None
-        #: the transport the daemon chose (its namespace)
-        self.transport = ""
-        self._opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._opened.add_done_callback(_consume)
-        self._wake = asyncio.Event()
-        self._answer_sdp = ""
-
-    @property
-    def uses_webrtc(self) -> bool:
-        """Whether the daemon chose the WebRTC transport (we send the bytes)."""
-        return self.transport == WEBRTC_TRANSPORT and not self.fallback
-
-    async def send(
-        self,
-        peer_jid: str,
-        path: str | Path,
-        name: str = "",
-        desc: str = "",
-        extra: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        """Offer ``path`` to ``peer_jid`` with ``file_send`` and return its answer
-        (``progress``, ``session_id``, ``transport``); the bytes then go out in the
-        background if the WebRTC transport was chosen. ``extra``: more ``file_send`` options
-        (``"transport"`` defaults to ``"auto"``). Raises the bridge's errors, OSError."""
-        path = Path(path)
-        self.size = path.stat().st_size
-        self._listen()
-        pc = self._new_pc()
-        channel = pc.createDataChannel(CHANNEL_LABEL, protocol=CHANNEL_PROTOCOL)
-        self.channel = channel
-
-        @channel.on("open")
-        def opened() -> None:
-            if not self._opened.done():
-                self._opened.set_result(None)
-
-        @channel.on("close")
-        def closed() -> None:
-            if not self._opened.done():
-                self._opened.set_exception(TransferFailed("the data channel closed"))
-            self._wake.set()
-
-        channel.on("bufferedamountlow", self._wake.set)
-        offer = await self._set_local(await pc.createOffer())
-        options = {
-            "transport": "auto",
-            **(extra or {}),
-            "webrtc": True,
-            "call_data": {"sdp": offer},
-        }
-        answer = _loads(
-            await self.bridge.file_send(
-                peer_jid, str(path), name or path.name, desc, json.dumps(options), self.profile
-            )
-        )
-        if not isinstance(answer, dict):
-            raise WebRTCError(f"unexpected file_send answer: {answer!r}")
-        self.transport = str(answer.get("transport") or "")
-        self._set_session(str(answer.get("session_id") or ""), str(answer.get("progress") or ""))
-        if self.transport == WEBRTC_TRANSPORT:
-            self._spawn(self._stream(path), "sending")
-        else:
-            await self._close_pc()
-        return answer
-
-    async def _on_call_setup(self, data: dict[str, Any]) -> None:
-        sdp = data.get("sdp")
-        if not isinstance(sdp, str) or not sdp:
-            raise ValueError("no answer SDP")
-        if self._remote_set or self.pc is None or self._pc_closing is not None:
-            return
-        self._answer_sdp = sdp
-        await self._remote_description(sdp, "answer")
-
-    def _message_size(self) -> int:
-        remote = remote_max_message_size(self._answer_sdp)
-        sctp = self.pc.sctp if self.pc is not None else None
-        negotiated = getattr(sctp, "_remote_max_message_size", None)  # aiortc's private value
-        if isinstance(negotiated, int) and negotiated > 0:
-            remote = min(remote, negotiated) if remote > 0 else negotiated
-        return chunk_size(remote)
-
-    def _stop(self) -> None:
-        self._wake.set()
-
-    def _stopped(self) -> bool:
-        return (
-            self.error is not None
-            or self.fallback
-            or self.ended.done()
-            or self.channel is None
-            or self.channel.readyState != "open"
-        )
-
-    async def _stream(self, path: Path) -> None:
-        try:
-            await self._opened
-        except TransferFailed as e:
-            self._fail(str(e))
-            return
-        assert self.channel is not None
-        channel = self.channel
-        self._report({"state": "connected"})
-        channel.bufferedAmountLowThreshold = BUFFER_LOW
-        size = self._message_size()
-        digest = hashlib.sha256()
-        try:
-            f: BinaryIO = await asyncio.to_thread(open, path, "rb")
-        except OSError as e:
-            self._fail(f"cannot read {path}: {e}")
-            return
-        try:
-            while True:
-                while channel.bufferedAmount > BUFFER_HIGH and not self._stopped():
-                    self._wake.clear()
-                    await self._wake.wait()
-                if self._stopped():
-                    return
-                chunk = await asyncio.to_thread(f.read, size)
-                if not chunk:
-                    break
-                if self._stopped():
-                    return
-                channel.send(chunk)
-                digest.update(chunk)
-                self._moved(len(chunk))
-        except OSError as e:
-            self._fail(f"cannot read {path}: {e}")
-            return
-        finally:
-            await asyncio.to_thread(f.close)
-        self._finish(digest)
-
-
-class DataChannelReceiver(_Endpoint):
-    """Accepts a file offered over the WebRTC data channel and writes its bytes."""
-
-    role = "receiver"
-
-    def __init__(
-        self,
-        bridge: Bridge,
-        profile: str,
-        config: WebRTCConfig | None = None,
-        on_progress: ProgressCallback | None = None,
-    ) -> None:
-        super().__init__(bridge, profile, config, on_progress)
-        self.channel: RTCDataChannel | None = None
-        #: final path and partial file named by the daemon (progress_started)
-        self.path: str | None = None
-        self.partial: str | None = None
-        #: the bytes, when the daemon named no partial file (a frontend without a path)
-        self.data: io.BytesIO | None = None
-        self._target: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
-        self._chunks: asyncio.Queue[bytes | None] = asyncio.Queue()
-        self._file: BinaryIO | None = None
-        self._complete = False
-
-    async def accept(
-        self,
-        action_id: str,
-        offer: dict[str, Any],
-        path: str = "",
-        overwrite: bool = False,
-        answer: dict[str, Any] | None = None,
-    ) -> None:
-        """Accept the file offer ``offer`` (the ``action_new`` data, with ``"webrtc"``) of
-        ``action_id``: answer with ``action_launch``, then receive in the background.
-
-        Args:
-            path: the directory to save in ("": the daemon's download directory).
-            overwrite: replace an existing file of that name.
-            answer: more keys for the ``action_launch`` answer.
-        Raises:
-            WebRTCError: the offer has no WebRTC SDP or no size; the bridge's errors.
-        """
-        webrtc = offer.get("webrtc")
-        sdp = webrtc.get("sdp") if isinstance(webrtc, dict) else None
-        if not isinstance(sdp, str) or not sdp:
-            raise WebRTCError("the offer is not a WebRTC data-channel offer")
-        info = offer.get("file") if isinstance(offer.get("file"), dict) else {}
-        size = info.get("size")
-        if isinstance(size, bool) or not isinstance(size, int | str) or not str(size).isdigit():
-            raise WebRTCError(f"the offer has no valid size: {size!r}")
-        self.size = int(size)
-        self._listen()
-        self._set_session(str(offer.get("session_id") or ""), str(offer.get("progress_id") or ""))
-        pc = self._new_pc()
-        pc.on("datachannel", self._on_datachannel)
-        try:
-            await self._remote_description(sdp, "offer")
-            local = await self._set_local(await pc.createAnswer())
-        except Exception as e:  # aiortc: ValueError, InvalidStateError... on a bad offer
-            raise WebRTCError(f"unusable WebRTC offer: {e}") from e
-        data = {**(answer or {}), "accept": True, "path": path, "sdp": local}
-        if overwrite:
-            data["overwrite"] = True
-        self._spawn(self._write(), "writing")
-        await self.bridge.action_launch(action_id, json.dumps(data), self.profile)
-
-    def _started(self, metadata: dict[str, Any]) -> None:
-        if self._target.done():
-            return
-        self.path = metadata.get("path") or None
-        self.partial = metadata.get("partial") or None
-        self._target.set_result(self.partial)
-
-    def _on_datachannel(self, channel: RTCDataChannel) -> None:
-        # the last channel the peer announces is the one it sends on
-        self.channel = channel
-        channel.on("message", lambda message: self._on_message(channel, message))
-        self._report({"state": "connected"})
-        if self.size == 0 and not self._complete:
-            self._complete = True
-            self._chunks.put_nowait(None)
-
-    def _on_message(self, channel: RTCDataChannel, message: bytes | str) -> None:
-        if channel is not self.channel or self.error is not None or self.fallback:
-            return
-        data = message.encode() if isinstance(message, str) else message
-        if self._complete or self.position + len(data) > self.size:
-            self._fail(f"more data than the announced {self.size} bytes")
-            return
-        self._chunks.put_nowait(data)
-        self._moved(len(data))
-        if self.position == self.size:
-            self._complete = True
-            self._chunks.put_nowait(None)
-
-    def _stop(self) -> None:
-        self._chunks.put_nowait(None)
-
-    async def _write(self) -> None:
-        target = await self._target
-        if target is None:
-            self.data = io.BytesIO()
-        digest = hashlib.sha256()
-        try:
-            while True:
-                chunk = await self._chunks.get()
-                if chunk is None:
-                    break
-                if self._file is None and self.data is None:
-                    assert target is not None
-                    self._file = await asyncio.to_thread(open, target, "wb")
-                digest.update(chunk)
-                if self.data is not None:
-                    self.data.write(chunk)
-                else:
-                    assert self._file is not None
-                    await asyncio.to_thread(self._file.write, chunk)
-            if not self._complete or self.error is not None or self.fallback:
-                self._release()  # the daemon may write the file itself now (fallback)
-                return
-            if self._file is None and self.data is None:  # empty file
-                assert target is not None
-                self._file = await asyncio.to_thread(open, target, "wb")
-            if self._file is not None:
-                f, self._file = self._file, None
-                await asyncio.to_thread(f.close)
-        except OSError as e:
-            self._fail(f"cannot write {target}: {e}")
-            return
-        self._finish(digest)
-
-    def _release(self) -> None:
-        if self._file is not None:
-            f, self._file = self._file, None
-            f.close()
