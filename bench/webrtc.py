@@ -280,6 +280,7 @@ async def bench(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
         (directory / "daemon").mkdir()
         daemon.start()
         bridge = await daemon.bridge()
+        await bridge.refresh()  # the plugins' signals (call_setup)
         events = TimedRecorder(bridge, ["connected", "call_setup", "progress_finished"])
         jids = {}
         for profile in ("alice", "bob"):

@@ -66,6 +66,7 @@ def world(
         async def start() -> World:
             nonlocal bridge
             bridge = await daemon.bridge()
+            await bridge.refresh()  # the plugins' signals (call_setup...)
             events = Recorder(bridge, SIGNALS)
             jids = {}
             for profile in ("alice", "bob"):
