@@ -276,8 +276,8 @@ async def bench(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
     try:
         prosody.start()
         bus.start()
-        daemon = Daemon(directory / "daemon", bus.address, "webrtc_ice_timeout = 30\n")
         (directory / "daemon").mkdir()
+        daemon = Daemon(directory / "daemon", bus.address, "webrtc_ice_timeout = 30\n")
         daemon.start()
         bridge = await daemon.bridge()
         await bridge.refresh()  # the plugins' signals (call_setup)
