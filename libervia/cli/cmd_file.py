@@ -557,9 +557,10 @@ class FileReceive(Command):
             return self.cancelled(offer)
         if accept and isinstance(offer.data.get("webrtc"), dict):
             if self.config is None:
-                cli.error(
-                    f"{offer.name} from {offer.sender} is offered over WebRTC: "
-                    "add --webrtc to receive it with li"
+                cli.out.info(
+                    f"{offer.name} from {offer.sender} is offered over WebRTC: the daemon "
+                    "asks for in-band bytestreams instead (slower; --webrtc uses WebRTC)",
+                    style="dim",
                 )
             else:
                 return await self.handle_webrtc(offer)

@@ -700,4 +700,4 @@ async def test_receive_webrtc_offer_without_option(tmp_path: Path) -> None:
     FileBridge.script.offers = [offer("a1", webrtc={"sdp": "v=0 offer"})]
     r = await li("file", "receive", "-y")
     assert r.called("action_launch") == [("a1", '{"accept": true}', "alice")]
-    assert "is offered over WebRTC: add --webrtc to receive it with li" in r.err
+    assert "is offered over WebRTC: the daemon asks for in-band bytestreams" in r.out

@@ -255,15 +255,24 @@ async def test_wrong_size_or_hash_fails_and_removes(tmp_path: Path) -> None:
 
 
 @aio
-async def test_receiver_without_webrtc_gets_a_clear_end(tmp_path: Path) -> None:
-    """A frontend that cannot do WebRTC accepts without an SDP: failed-transport, said."""
-    (ha, ca, ra), (hb, cb, rb), wire, result, source = await offer(tmp_path, b"abc")
+async def test_receiver_without_webrtc_gets_ibb(tmp_path: Path) -> None:
+    """A frontend that cannot do WebRTC accepts without an SDP: bob's daemon proposes IBB
+    (transport-replace while pending) before accepting, and the daemons move the bytes."""
+    content = os.urandom(6_000)
+    (ha, ca, ra), (hb, cb, rb), wire, result, source = await offer(tmp_path, content)
     try:
         (action,) = emitted(hb, "action_new")
-        hb.actions.launch("bob", action[1], {"accept": True, "path": str(tmp_path)})
-        await until(lambda: emitted(ha, "progress_error"), "alice told", wire.pump)
-        terminate = jingle_log(wire)[-1]
-        assert "<failed-transport/>" in terminate and "WebRTC frontend" in terminate
+        downloads = tmp_path / "down"
+        hb.actions.launch("bob", action[1], {"accept": True, "path": str(downloads)})
+        await until(lambda: emitted(hb, "progress_finished"), "received over IBB", wire.pump)
+        await until(lambda: emitted(ha, "progress_finished"), "alice done", wire.pump)
+        actions = [x.split("action='")[1].split("'")[0] for x in jingle_log(wire)]
+        replace = actions.index("transport-replace")
+        assert actions[replace + 1] == "transport-accept"
+        assert actions.index("session-accept") > replace
+        assert (downloads / "photo.jpg").read_bytes() == content
+        ((_, ended, _),) = emitted(ha, "call_ended")  # alice's frontend stops its WebRTC
+        assert json.loads(ended)["fallback"] is True
     finally:
         await ha.stop()
         await hb.stop()

@@ -30,6 +30,7 @@ each content's ``sink``/``source`` and calls :meth:`XEP_0166.accept`, or
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterable
 from typing import Any
@@ -613,6 +614,30 @@ class XEP_0166:  # noqa: N801 - plugin classes are named after their XEP
             Action.TRANSPORT_REPLACE,
             [ContentElement(content.creator, content.name, transport=element)],
         )
+
+    async def replace_before_accept(
+        self, client: Any, session: Session, content: Content, transport: BaseTransportHandler
+    ) -> bool:
+        """Responder: offer another transport for a content of a pending session we are
+        about to accept (e.g. the frontend cannot use the one offered; XEP-0166 allows
+        transport-replace in the pending state); True once the initiator accepted it (then
+        call :meth:`accept`), False when it rejected it or the session ended.
+
+        Raises:
+            SessionEnded, XMPPError, OperationTimeout, NotConnected: see :meth:`send`.
+        """
+        if session.role is not Role.RESPONDER or session.state is not State.PENDING:
+            raise ConflictError("only a pending session proposed by the peer")
+        self.stop_transport(client, session, content)
+        content.replace_answer = asyncio.get_event_loop().create_future()
+        try:
+            await self.replace_transport(client, session, content, transport)
+            await asyncio.wait(
+                [content.replace_answer, session.ended], return_when=asyncio.FIRST_COMPLETED
+            )
+            return content.replace_answer.done() and content.replace_answer.result()
+        finally:
+            content.replace_answer = None
 
     def start_transport(self, client: Any, session: Session, content: Content) -> None:
         """Start moving the bytes of an accepted content (in the background)."""

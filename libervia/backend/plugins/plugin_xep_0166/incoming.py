@@ -535,6 +535,8 @@ class Incoming:
         transport.parse_accept(client, session, content, element)
         content.transport = transport
         content.replacing = None
+        if content.replace_answer is not None and not content.replace_answer.done():
+            content.replace_answer.set_result(True)
 
         async def start() -> None:
             if content.accepted:
@@ -549,6 +551,9 @@ class Incoming:
         assert transport is not None
         transport.stop(client, session, content)
         content.replacing = None
+        if content.replace_answer is not None and not content.replace_answer.done():
+            content.replace_answer.set_result(False)
+            return None  # the responder replacing before accepting decides what follows
         content.transport = transport  # the failed one, for the fallback to skip it
 
         async def fall_back() -> None:

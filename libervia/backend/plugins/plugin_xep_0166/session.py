@@ -60,6 +60,8 @@ class Content:
     tried_transports: list[str] = field(default_factory=list)
     #: a transport-replace we sent and the peer has not answered yet
     replacing: BaseTransportHandler | None = None
+    #: resolved when the peer answers our transport-replace (True: accepted)
+    replace_answer: asyncio.Future[bool] | None = None
     #: the session holding the content (set when it is added to one)
     session: Session | None = field(default=None, repr=False)
 

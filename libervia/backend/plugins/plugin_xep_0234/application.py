@@ -152,13 +152,19 @@ class FileTransfer(BaseApplicationHandler):
             return
         transport = content.transport
         assert transport is not None
+        fallback = None
         try:
             transport.use_answer(client, session, content, answer)
         except InvalidInput as e:
-            log.info("session %s: the answer does not fit the transport: %s", session.sid, e)
-            await self.jingle.terminate(client, session, Reason.FAILED_TRANSPORT, str(e))
-            return
-        frontend = getattr(transport, "frontend_moves_bytes", False)
+            # e.g. a WebRTC offer accepted by a frontend without WebRTC: we move the bytes
+            # over the transport's fallback (IBB), proposed before accepting
+            fallback = self.jingle.transports.get(transport.fallback or "")
+            if fallback is None:
+                log.info("session %s: the answer does not fit the transport: %s", session.sid, e)
+                await self.jingle.terminate(client, session, Reason.FAILED_TRANSPORT, str(e))
+                return
+            log.info("session %s: %s; proposing %s", session.sid, e, fallback.namespace)
+        frontend = getattr(transport, "frontend_moves_bytes", False) and fallback is None
         if frontend and "path" not in answer:
             content.sink = FrontendEndpoint(self, client, session, content)
         else:
@@ -170,6 +176,11 @@ class FileTransfer(BaseApplicationHandler):
                 return
             content.sink = FileSink(self, client, session, content)
         self.add_progress(client, session, transfer)
+        if fallback is not None:
+            if not await self.jingle.replace_before_accept(client, session, content, fallback):
+                error = LiberviaError(f"the sender refused {fallback.namespace}")
+                self.fail(client, session, content, Reason.FAILED_TRANSPORT, error)
+                return
         await self.jingle.accept(client, session)
 
     def _pre_accepted(
