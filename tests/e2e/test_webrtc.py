@@ -193,3 +193,16 @@ async def test_sender_without_webrtc_gets_socks5(
     )
     assert result.get("transport", "") != DC
     assert not ended(world, result["session_id"])
+
+
+@aio
+async def test_receiver_without_webrtc_gets_ibb(
+    world: World, bus: DBusDaemon, tmp_path: Path
+) -> None:
+    """alice sends with WebRTC, bob's li receives without it: bob's daemon proposes IBB
+    before accepting and the daemons move the bytes; alice's li is told (fallback)."""
+    result, got = await li_transfer(
+        world, bus, tmp_path, 2 * MB, ["--webrtc", "--ice-address", "127.0.0.1"], []
+    )
+    assert result["transport"] == DC  # offered; replaced before bob accepted
+    assert [e["fallback"] for e in ended(world, result["session_id"])] == [True, True]
