@@ -82,6 +82,8 @@ def direction_of(senders: str, author_is_initiator: bool) -> str:
         return "sendrecv"
     if senders == "none":
         return "inactive"
+    if senders not in ("initiator", "responder"):
+        raise SDPError(f"unknown senders {senders!r}")
     author = "initiator" if author_is_initiator else "responder"
     return "sendonly" if senders == author else "recvonly"
 
@@ -92,6 +94,8 @@ def senders_of(direction: str, author_is_initiator: bool) -> str:
         return "both"
     if direction == "inactive":
         return "none"
+    if direction not in ("sendonly", "recvonly"):
+        raise SDPError(f"unknown direction {direction!r}")
     author, other = (
         ("initiator", "responder") if author_is_initiator else ("responder", "initiator")
     )
@@ -308,9 +312,13 @@ def parse_description(
         raise SDPError(f"unsupported RTP media {media_type!r}")
     media = Media(name=name, media=media_type)
     sources: dict[int, Source] = {}
+    #: XEP-0293 rtcp-fb children of <description/> apply to every payload type
+    common_feedback: list[tuple[str, str]] = []
     for child in element.elements():
         if child.uri == NS_RTP and child.name == "payload-type":
             media.payload_types.append(parse_payload_type(child))
+        elif child.uri == NS_RTCP_FB and child.name == "rtcp-fb" and child.getAttribute("type"):
+            common_feedback.append((child["type"], child.getAttribute("subtype") or ""))
         elif child.uri == NS_RTP and child.name == "rtcp-mux":
             media.rtcp_mux = True
         elif child.uri == NS_RTP and child.name == "bandwidth":
@@ -339,9 +347,13 @@ def parse_description(
         elif child.uri == NS_SSMA and child.name == "ssrc-group":
             ssrcs = [_int(s, "ssrc") for s in child.elements() if s.name == "source"]
             media.source_groups.append(
-                SourceGroup(child.getAttribute("semantics") or "", [s for s in ssrcs if s])
+                SourceGroup(
+                    child.getAttribute("semantics") or "", [s for s in ssrcs if s is not None]
+                )
             )
     media.sources = list(sources.values())
+    for payload in media.payload_types:
+        payload.feedback += [fb for fb in common_feedback if fb not in payload.feedback]
     if not media.payload_types:
         raise SDPError("RTP description without payload type")
     return media

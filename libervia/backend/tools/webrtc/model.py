@@ -85,8 +85,16 @@ class Candidate:
             raise SDPError(f"unknown candidate type {self.type!r}")
         if not 0 < self.port < 65536 or not 0 < self.component_id < 257:
             raise SDPError("candidate port or component out of range")
-        if not self.address or not self.foundation or any(c.isspace() for c in self.address):
+        if not self.address or not self.foundation:
             raise SDPError("candidate without address or foundation")
+        # these values are written as SDP tokens: no space or line break may hide in them
+        tokens = (self.address, self.foundation, self.transport, self.rel_addr or "")
+        if any(c.isspace() or c == "\x00" for token in tokens for c in token):
+            raise SDPError("space in a candidate address, foundation or protocol")
+        if self.rel_port is not None and not 0 <= self.rel_port < 65536:
+            raise SDPError("candidate rel-port out of range")
+        if not 0 <= self.priority < 2**32:
+            raise SDPError("candidate priority out of range")
 
 
 @dataclass

@@ -90,6 +90,8 @@ def build_candidate(candidate: Candidate) -> str:
         parts += ["raddr", candidate.rel_addr, "rport", str(candidate.rel_port)]
     if candidate.generation is not None:
         parts += ["generation", str(candidate.generation)]
+    if candidate.network is not None:
+        parts += ["network-id", str(candidate.network)]
     return " ".join(parts)
 
 
@@ -102,6 +104,8 @@ class _Parser:
         self.media_transport: IceTransport | None = None
         self.fingerprints: dict[int, dict[str, str]] = {}
         self.setup: dict[int, str] = {}
+        #: session-level a=extmap-allow-mixed (Chrome writes it there) applies to all RTP media
+        self.extmap_allow_mixed = False
 
     def run(self, text: str) -> SessionDescription:
         if len(text) > MAX_SDP:
@@ -142,9 +146,14 @@ class _Parser:
             protocol=protocol,
             port=_int(port, line),
         )
+        if not 0 <= media.port < 65536:
+            raise SDPError(f"port out of range in {line!r}")
         if media_type == "application":
             if protocol not in DATACHANNEL_PROTOCOLS:
                 raise SDPError(f"unsupported application protocol {protocol!r}")
+            if protocol == "DTLS/SCTP" and len(parts) > 3 and parts[3].isdigit():
+                # legacy form: the format is the SCTP port (a=sctpmap may repeat it)
+                media.sctp_port = _int(parts[3], line)
         else:
             media.payload_types = [PayloadType(_int(pt, line)) for pt in parts[3:]]
         self.description.media.append(media)
@@ -167,6 +176,8 @@ class _Parser:
         index = len(self.description.media)  # 0: session level
         media = self.media
         if name == "group":
+            if not arg.split():
+                raise SDPError(f"group without semantics {line!r}")
             semantics, *mids = arg.split()
             self.description.groups.append((semantics, mids))
         elif name == "msid-semantic":
@@ -189,9 +200,13 @@ class _Parser:
                 raise SDPError("candidate outside of a media section")
             transport.candidates.append(parse_candidate(arg))
         elif media is None:
+            if name == "extmap-allow-mixed":
+                self.extmap_allow_mixed = True
             return
         elif name == "mid":
             media.name = arg
+        elif media.is_datachannel and name not in ("sctp-port", "max-message-size", "sctpmap"):
+            return  # RTP attributes mean nothing for a data channel (and are not built)
         elif name in DIRECTIONS:
             media.direction = name
         elif name == "rtcp-mux":
@@ -205,6 +220,8 @@ class _Parser:
         elif name == "max-message-size":
             media.max_message_size = _int(arg, line)
         elif name == "sctpmap":  # legacy: a=sctpmap:5000 webrtc-datachannel 1024
+            if not arg.split():
+                raise SDPError(f"malformed sctpmap {line!r}")
             media.sctp_port = _int(arg.split()[0], line)
         elif name == "rtpmap":
             pt_id, _, encoding = arg.partition(" ")
@@ -251,6 +268,8 @@ class _Parser:
             if key:
                 source.parameters[key] = val
         elif name == "ssrc-group":
+            if not arg.split():
+                raise SDPError(f"ssrc-group without semantics {line!r}")
             semantics, *ssrcs = arg.split()
             media.source_groups.append(SourceGroup(semantics, [_int(s, line) for s in ssrcs]))
 
@@ -261,6 +280,8 @@ class _Parser:
             transport.ufrag = transport.ufrag or session.ufrag
             transport.pwd = transport.pwd or session.pwd
             transport.options = transport.options or list(session.options)
+            if self.extmap_allow_mixed and not media.is_datachannel:
+                media.extmap_allow_mixed = True
             fingerprints = self.fingerprints.get(index) or self.fingerprints.get(0) or {}
             setup = self.setup.get(index) or self.setup.get(0) or "actpass"
             for hash_name in FINGERPRINT_HASHES:
@@ -288,7 +309,11 @@ def _direction_line(media: Media) -> str:
 
 
 def build(description: SessionDescription, candidates: bool = True) -> str:
-    """Write an SDP (CRLF line ends); ``candidates=False`` leaves them out."""
+    """Write an SDP (CRLF line ends); ``candidates=False`` leaves them out.
+
+    Raises:
+        SDPError: a value holds a line break (it would inject SDP lines).
+    """
     lines = [
         "v=0",
         f"o=- {description.session_id} {description.session_version} IN IP4 0.0.0.0",
@@ -301,6 +326,10 @@ def build(description: SessionDescription, candidates: bool = True) -> str:
         lines.append(f"a=msid-semantic:{description.msid_semantic}")
     for media in description.media:
         lines += _media_lines(media, candidates)
+    for line in lines:
+        # values may come from a peer's Jingle elements: never let one inject SDP lines
+        if any(c in line for c in "\r\n\x00"):
+            raise SDPError(f"line break in SDP value {line!r}")
     return "\r\n".join(lines) + "\r\n"
 
 
@@ -364,7 +393,7 @@ def _payload_lines(payload: PayloadType) -> list[str]:
     lines = []
     if payload.name:
         encoding = f"{payload.name}/{payload.clockrate or 0}"
-        if payload.channels is not None and payload.channels != 1:
+        if payload.channels is not None:
             encoding += f"/{payload.channels}"
         lines.append(f"a=rtpmap:{payload.id} {encoding}")
     for fb_type, subtype in payload.feedback:
