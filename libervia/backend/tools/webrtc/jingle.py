@@ -110,7 +110,7 @@ def build_candidate(candidate: Candidate) -> domish.Element:
     element["component"] = str(candidate.component_id)
     element["foundation"] = candidate.foundation
     element["generation"] = str(candidate.generation or 0)
-    element["id"] = candidate.id or uuid.uuid4().hex
+    element["id"] = candidate.id or f"c{uuid.uuid4().hex}"  # an NCName
     element["ip"] = candidate.address
     if candidate.network is not None:
         element["network"] = str(candidate.network)
