@@ -345,7 +345,7 @@ async def test_incoming_call_accepted_with_sdp(tmp_path: Path) -> None:
             "from_jid": BOB,
             "in_roster": False,
             "media": ["audio", "video"],
-            "message": "bob@localhost is calling you (video) (not in your contacts)",
+            "message": "bob@localhost is calling you (video)",
         }
         offer = sdp.parse(offer_sdp)
         audio, video = offer.media
@@ -611,6 +611,29 @@ async def test_ringing_from_the_peer(tmp_path: Path) -> None:
         await host.stop()
 
 
+def test_plugin_info() -> None:
+    from libervia.backend.plugins import plugin_xep_0167
+
+    info = plugin_xep_0167.PLUGIN_INFO
+    assert info["import_name"] == "XEP-0167"
+    assert info["dependencies"] == ["XEP-0166", "XEP-0176", "XEP-0030"]
+    assert info["recommendations"] == ["XEP-0353"]
+
+
+@aio
+async def test_disco_features(tmp_path: Path) -> None:
+    host, client, stream, _ = await host_for(tmp_path)
+    try:
+        _, features = host.plugins["XEP-0030"].own_infos()
+        assert {
+            "urn:xmpp:jingle:apps:rtp:1",
+            "urn:xmpp:jingle:apps:rtp:audio",
+            "urn:xmpp:jingle:apps:rtp:video",
+        } <= set(features)
+    finally:
+        await host.stop()
+
+
 # --- hostile input -----------------------------------------------------------------------
 
 
@@ -730,3 +753,68 @@ async def test_call_between_two_hosts(tmp_path: Path) -> None:
     finally:
         await ha.stop()
         await hb.stop()
+
+
+@aio
+async def test_call_ended_while_waiting_for_the_answer_sdp(tmp_path: Path) -> None:
+    """The user accepted without SDP, then hangs up before answering: decline, and the
+    answer that comes too late is refused (the call is gone)."""
+    host, client, stream, _ = await host_for(tmp_path)
+    plugin = host.plugins["XEP-0167"]
+    try:
+        _, action_id, wire = await incoming(host, stream)
+        host.actions.launch("alice", action_id, {"accept": True})
+        assert await wire.read() == []
+        _, (terminate,) = await wire.acked(plugin.call_end(client, "call1"))
+        assert "<reason><decline/></reason>" in terminate
+        with pytest.raises(NotFound):
+            plugin.answer_sdp(client, "call1", ANSWER)
+        assert await wire.read() == []
+    finally:
+        await host.stop()
+
+
+@aio
+async def test_peer_cancels_while_the_user_is_asked(tmp_path: Path) -> None:
+    """The caller gives up before the user answers: the question is withdrawn."""
+    host, client, stream, _ = await host_for(tmp_path)
+    try:
+        _, action_id, wire = await incoming(host, stream)
+        stream.receive(
+            jingle_iq(
+                f"<jingle xmlns='{NS_JINGLE}' action='session-terminate' sid='call1'>"
+                "<reason><cancel/></reason></jingle>",
+                stanza_id="t1",
+            )
+        )
+        assert [norm(x) for x in await wire.read()] == [result_to()]
+        ((update_id, update_s, _),) = emitted(host, "action_update")
+        assert update_id == action_id and json.loads(update_s)["status"] == "cancelled"
+        ((_, ended_s, _),) = emitted(host, "call_ended")
+        assert json.loads(ended_s)["reason"] == "cancel"
+    finally:
+        await host.stop()
+
+
+@aio
+async def test_rtp_over_another_transport_is_refused(tmp_path: Path) -> None:
+    """An RTP content offered over IBB cannot be a call here: unsupported-transports."""
+    ibb = "urn:xmpp:jingle:transports:ibb:1"
+    host, client, stream, _ = await jingle_host(tmp_path, transports=(ICE, ibb))
+    try:
+        offer_xml = incoming_offer(video=False)
+        start = offer_xml.index(f"<transport xmlns='{ICE}'")
+        end = offer_xml.index("</transport>") + len("</transport>")
+        offer_xml = (
+            offer_xml[:start]
+            + f"<transport xmlns='{ibb}' block-size='4096' sid='i1'/>"
+            + offer_xml[end:]
+        )
+        stream.receive(offer_xml)
+        wire = Wired(stream)
+        ack_xml, terminate = [no_text(norm(x)) for x in await wire.read()]
+        assert ack_xml == result_to()
+        assert "<reason><unsupported-transports/>" in terminate
+        assert not emitted(host, "action_new")
+    finally:
+        await host.stop()

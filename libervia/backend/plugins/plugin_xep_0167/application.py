@@ -246,8 +246,6 @@ class RtpApplication(BaseApplicationHandler):
         subtype = "video" if "video" in media else "audio"
         in_roster = client.roster is not None and client.roster.get(peer) is not None
         message = f"{peer.userhost()} is calling you ({subtype})"
-        if not in_roster:
-            message += " (not in your contacts)"
         return {
             "type": "call",
             "subtype": subtype,
