@@ -104,7 +104,7 @@ class XEP_0167:  # noqa: N801 - plugin classes are named after their XEP
         """Our live call of that sid.
 
         Raises:
-            NotFound: no such session, or not a call.
+            NotFound: no such session, or not a call. InvalidInput: an empty session id.
         """
         if not isinstance(session_id, str) or not session_id:
             raise InvalidInput("a session id is needed")
@@ -173,8 +173,9 @@ class XEP_0167:  # noqa: N801 - plugin classes are named after their XEP
         one; the session-accept follows.
 
         Raises:
-            NotFound: unknown call. ConflictError-like InvalidInput: the call is not waiting
-            for an answer, or the SDP does not fit.
+            NotFound: unknown call.
+            InvalidInput: the call is not waiting for an answer, or the SDP does not fit it
+                (the call keeps waiting: the frontend may send a better one).
         """
         session = self.find_call(client, session_id)
         state = session.extra.get(CALL_KEY)

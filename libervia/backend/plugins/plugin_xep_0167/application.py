@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from twisted.words.xish import domish
@@ -69,7 +69,6 @@ class CallState:
     answer_sdp: asyncio.Future[None] | None = None
     #: the answer SDP was applied to the contents
     answered: bool = False
-    events: list[str] = field(default_factory=list)
 
 
 class FrontendMedia:
