@@ -56,12 +56,14 @@ from libervia.backend.core.exceptions import (
 )
 from libervia.backend.core.log import get_logger
 from libervia.backend.core.xmpp import make_iq
+from libervia.backend.tools import bytestream
+from libervia.backend.tools.bytestream import ByteStream
 
 log = get_logger(__name__)
-#: asyncio stream buffer of bytestreams, the chunk size (the default 64 KiB pauses the socket
-#: every 128 KiB; a buffer much bigger than the reads copies it over and over: 4 MiB halved
-#: the throughput, measured)
-STREAM_BUFFER = 256 * 1024
+#: the reading end of a bytestream (ours: a ByteStream; tests may use asyncio's streams)
+Reader = ByteStream | asyncio.StreamReader
+#: its writing end
+Writer = ByteStream | asyncio.StreamWriter
 
 PLUGIN_INFO = {
     "name": "SOCKS5 Bytestreams",
@@ -175,8 +177,8 @@ class Socks5Stream:
     """An established bytestream: asyncio streams, and the address it goes through (the
     candidate we connected to, or the local address the peer connected to)."""
 
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
+    reader: Reader
+    writer: Writer
     address: tuple[str, int]
 
     def close(self) -> None:
@@ -213,16 +215,14 @@ def normalised_host(host: str) -> str:
 # --- client -----------------------------------------------------------------------------------
 
 
-async def _read(reader: asyncio.StreamReader, size: int, what: str) -> bytes:
+async def _read(reader: Reader, size: int, what: str) -> bytes:
     try:
         return await reader.readexactly(size)
     except asyncio.IncompleteReadError:
         raise Socks5Error(f"SOCKS5 {what}: connection closed") from None
 
 
-async def _client_handshake(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, address: str
-) -> None:
+async def _client_handshake(reader: Reader, writer: Writer, address: str) -> None:
     """The SOCKS5 greeting (no authentication) and CONNECT to ``address`` (ATYP domain)."""
     writer.write(bytes((SOCKS_VERSION, 1, METHOD_NO_AUTH)))
     await writer.drain()
@@ -276,16 +276,17 @@ async def socks5_connect(
         Socks5Error: connection refused, malformed answer or refusal.
         OperationTimeout: not done within ``timeout``.
     """
-    writer: asyncio.StreamWriter | None = None
+    writer: ByteStream | None = None
 
     async def run() -> Socks5Stream:
         nonlocal writer
         try:
-            reader, writer = await asyncio.open_connection(host, port, limit=STREAM_BUFFER)
+            stream = await bytestream.open_connection(host, port)
         except OSError as e:
             raise Socks5Error(f"cannot connect to {host}:{port}: {e.strerror or e}") from None
-        await _client_handshake(reader, writer, address)
-        return Socks5Stream(reader, writer, (host, port))
+        writer = stream
+        await _client_handshake(stream, stream, address)
+        return Socks5Stream(stream, stream, (host, port))
 
     try:
         return await with_timeout(run(), timeout, clock, f"SOCKS5 connection to {host}:{port}")
@@ -388,17 +389,11 @@ class Socks5Server:
             host = normalised_host(host)
             address_holder: list[tuple[str, int]] = []
 
-            def handler(
-                reader: asyncio.StreamReader,
-                writer: asyncio.StreamWriter,
-                holder: list[tuple[str, int]] = address_holder,
-            ) -> None:
-                self._accepted(reader, writer, holder[0])
+            def handler(stream: ByteStream, holder: list[tuple[str, int]] = address_holder) -> None:
+                self._accepted(stream, stream, holder[0])
 
             try:
-                server = await asyncio.start_server(
-                    handler, host, port, reuse_address=True, limit=STREAM_BUFFER
-                )
+                server = await bytestream.start_server(handler, host, port, reuse_address=True)
             except OSError as e:
                 log.warning("SOCKS5 server: cannot listen on %s:%d: %s", host, port, e)
                 continue
@@ -433,8 +428,8 @@ class Socks5Server:
 
     def _accepted(
         self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
+        reader: Reader,
+        writer: Writer,
         local: tuple[str, int],
     ) -> None:
         if len(self._handshakes) >= MAX_HANDSHAKES:
@@ -447,8 +442,8 @@ class Socks5Server:
 
     async def _handshake(
         self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
+        reader: Reader,
+        writer: Writer,
         local: tuple[str, int],
     ) -> None:
         peer = writer.get_extra_info("peername")
@@ -471,8 +466,8 @@ class Socks5Server:
 
     async def _serve(
         self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
+        reader: Reader,
+        writer: Writer,
         local: tuple[str, int],
     ) -> Socks5Stream:
         version, count = await _read(reader, 2, "greeting")
@@ -514,7 +509,7 @@ class Socks5Server:
         return stream
 
     @staticmethod
-    def _refuse(writer: asyncio.StreamWriter, reply: int) -> None:
+    def _refuse(writer: Writer, reply: int) -> None:
         writer.write(bytes((SOCKS_VERSION, reply, 0x00, ATYP_IPV4, 0, 0, 0, 0, 0, 0)))
 
     async def close(self) -> None:

@@ -59,6 +59,7 @@ from libervia.backend.plugins.plugin_xep_0166 import (
 )
 from libervia.backend.plugins.plugin_xep_0166.elements import ContentElement
 from libervia.backend.plugins.plugin_xep_0166.errors import bad_request
+from libervia.backend.tools.bytestream import ByteStream
 
 log = get_logger(__name__)
 
@@ -649,6 +650,11 @@ class XEP_0260(BaseTransportHandler):  # noqa: N801 - plugin classes are named a
         assert source is not None
         writer = stream.writer
         try:
+            sendfile = getattr(source, "sendfile", None)
+            if sendfile is not None and isinstance(writer, ByteStream):
+                # a file on a TCP socket: the kernel copies it (os.sendfile)
+                assert writer.transport is not None
+                await sendfile(writer.transport)
             while chunk := await source.read(CHUNK_SIZE):
                 writer.write(chunk)
                 await writer.drain()

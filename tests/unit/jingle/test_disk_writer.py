@@ -21,7 +21,7 @@ async def test_chunks_written_and_hashed_in_order(tmp_path: Path, monkeypatch) -
         writer = DiskWriter(f, lambda: hasher)
         for chunk in chunks:
             await writer.write(chunk)
-            assert writer._pending <= 3
+            assert writer.pending <= 3
         await writer.finish()
         assert writer.finished
     data = b"".join(chunks)

@@ -1,10 +1,10 @@
-"""Writing and hashing received data in a thread of its own.
+"""Writing and hashing received data in threads of their own.
 
 The event loop only queues the chunks a transport delivers: writing them to the file and
-feeding the hash (hashlib and file writes release the GIL) run in a dedicated thread, in
-order. Measured (doc/benchmarks.rst "File transfer"): with both on the loop thread, a SOCKS5
-receiver was CPU-bound at ~24% of a raw loopback copy; the hash alone halves a serial
-receiver's ceiling.
+feeding the hash (hashlib and file writes release the GIL) run in two dedicated threads, in
+parallel, each in order. Measured (doc/benchmarks.rst "File transfer"): with both on the loop
+thread, a SOCKS5 receiver was CPU-bound at ~24% of a raw loopback copy; the hash alone halves
+a serial receiver's ceiling.
 """
 
 from __future__ import annotations
@@ -22,9 +22,45 @@ log = get_logger(__name__)
 MAX_PENDING = 64
 
 
+class _Worker:
+    """One thread applying ``work`` to each queued chunk, in order."""
+
+    def __init__(self, owner: DiskWriter, name: str, work: Any) -> None:
+        self.owner = owner
+        self.work = work
+        self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.pending = 0
+        self.ended = False
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        owner = self.owner
+        while True:
+            data = self.queue.get()
+            if data is None:
+                break
+            if not owner._dropping and owner.error is None:
+                try:
+                    self.work(data)
+                except BaseException as e:  # noqa: BLE001 - reported to the loop
+                    owner.error = e
+            owner._call(self._done)
+        owner._call(self._end)
+
+    def _done(self) -> None:
+        self.pending -= 1
+        self.owner._maybe_space()
+
+    def _end(self) -> None:
+        self.ended = True
+        self.owner._maybe_ended()
+
+
 class DiskWriter:
     """Writes chunks to ``file`` and feeds them to ``hasher_of()`` (read at each chunk: the
-    hash may be chosen after the first bytes), in order, in a thread."""
+    hash may be chosen after the first bytes), in order, in two threads working in
+    parallel (one writes, one hashes: each chunk, immutable, is shared by both)."""
 
     def __init__(self, file: BinaryIO, hasher_of: Any) -> None:
         self.file = file
@@ -32,31 +68,43 @@ class DiskWriter:
         self.loop = asyncio.get_running_loop()
         self.error: BaseException | None = None
         self.finished = False
-        self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
-        self._pending = 0
         self._space = asyncio.Event()
         self._space.set()
         self._dropping = False
         self._done: asyncio.Future[None] = self.loop.create_future()
         self._closing = False
-        self._thread = threading.Thread(target=self._run, name="file writer", daemon=True)
-        self._thread.start()
+        self._workers = (
+            _Worker(self, "file writer", self.file.write),
+            _Worker(self, "file hasher", self._hash),
+        )
 
-    async def write(self, data: bytes) -> None:
-        """Queue a chunk; waits while ``MAX_PENDING`` chunks are queued.
+    @property
+    def pending(self) -> int:
+        """Chunks queued and not yet both written and hashed."""
+        return max(w.pending for w in self._workers)
+
+    def _hash(self, data: Any) -> None:
+        hasher = self.hasher_of()
+        if hasher is not None:
+            hasher.update(data)
+
+    async def write(self, data: bytes | memoryview) -> None:
+        """Queue a chunk (never modified afterwards); waits while ``MAX_PENDING`` chunks
+        are queued.
 
         Raises:
             OSError: an earlier chunk could not be written (disk full...).
         """
         if self.error is not None:
             raise self.error
-        while self._pending >= MAX_PENDING:
+        while any(w.pending >= MAX_PENDING for w in self._workers):
             self._space.clear()
             await self._space.wait()
             if self.error is not None:
                 raise self.error
-        self._pending += 1
-        self._queue.put(data)
+        for worker in self._workers:
+            worker.pending += 1
+            worker.queue.put(data)
 
     async def finish(self) -> None:
         """Wait until every queued chunk is written and hashed.
@@ -64,9 +112,7 @@ class DiskWriter:
         Raises:
             OSError: a chunk could not be written.
         """
-        if not self._closing:
-            self._closing = True
-            self._queue.put(None)
+        self._close()
         await asyncio.shield(self._done)
         if self.error is not None:
             raise self.error
@@ -74,25 +120,13 @@ class DiskWriter:
     def abort(self) -> None:
         """Drop what is still queued and stop (the transfer failed)."""
         self._dropping = True
+        self._close()
+
+    def _close(self) -> None:
         if not self._closing:
             self._closing = True
-            self._queue.put(None)
-
-    def _run(self) -> None:
-        while True:
-            data = self._queue.get()
-            if data is None:
-                break
-            if not self._dropping and self.error is None:
-                try:
-                    self.file.write(data)
-                    hasher = self.hasher_of()
-                    if hasher is not None:
-                        hasher.update(data)
-                except BaseException as e:  # noqa: BLE001 - reported to the loop
-                    self.error = e
-            self._call(self._written)
-        self._call(self._ended)
+            for worker in self._workers:
+                worker.queue.put(None)
 
     def _call(self, callback: Any) -> None:
         try:
@@ -100,12 +134,13 @@ class DiskWriter:
         except RuntimeError:  # the loop is closed (the daemon stopped)
             pass
 
-    def _written(self) -> None:
-        self._pending -= 1
-        if self._pending < MAX_PENDING:
+    def _maybe_space(self) -> None:
+        if all(w.pending < MAX_PENDING for w in self._workers):
             self._space.set()
 
-    def _ended(self) -> None:
+    def _maybe_ended(self) -> None:
+        if not all(w.ended for w in self._workers):
+            return
         self.finished = True
         self._space.set()
         if not self._done.done():
