@@ -133,6 +133,7 @@ class LiberviaBackend:
                 reports it to callers waiting for readiness.
         """
         try:
+            self.messages.setup_bridge()
             await self.storage.initialise()
             disabled = self.disabled_plugins()
             candidates, failures = plugin_loader.discover(self.plugins_package)
@@ -188,6 +189,7 @@ class LiberviaBackend:
                 *(self.disconnect(p) for p in list(self.clients)), return_exceptions=True
             )
         await self.messages.writer.drain()
+        self.messages.writer.close()
         await self.storage.close()
         log.info("backend stopped")
 

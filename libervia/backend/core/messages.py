@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from twisted.words.protocols.jabber.jid import JID
@@ -39,7 +40,7 @@ from wokkel.subprotocols import XMPPHandler
 from libervia.backend.core.aio import background
 from libervia.backend.core.exceptions import InvalidInput
 from libervia.backend.core.log import get_logger
-from libervia.backend.memory.sqla import HistoryMessage, Storage
+from libervia.backend.memory.sqla import HistoryMessage, Storage, is_transient_error
 from libervia.backend.memory.sqla_mapping import MessageType
 from libervia.backend.tools.jid import InvalidFormat, parse_jid
 
@@ -53,56 +54,270 @@ NS_XML = "http://www.w3.org/XML/1998/namespace"
 SENDABLE_TYPES = ("chat", "normal", "groupchat", "headline")
 
 
+#: messages kept in memory for another try while the history cannot be written (disk full,
+#: I/O error, database unreachable); beyond it, new messages are dropped (and reported)
+RETRY_QUEUE_MAX = 10_000
+#: first delay before another try, in seconds; doubled after each failed try up to the maximum
+RETRY_DELAY = 0.5
+RETRY_DELAY_MAX = 30.0
+
+#: the signal reporting the state of history writing (see MessageManager.setup_bridge)
+HISTORY_ERROR_SIGNAL = "history_error"
+HISTORY_ERROR_DOC = (
+    "Writing the history failed or recovered (e.g. disk full). data is a serialised dict: "
+    '"status" is "retrying" (the messages of "uids" are kept in memory and written again '
+    'later; "message_new" follows once they are stored), "dropped" (the retry queue is full '
+    'or the error is permanent: the messages of "uids" are not in the history; the server '
+    'archive may still have them) or "recovered" (every waiting message is written); '
+    '"error" is the reason, "pending" how many messages of the profile wait.'
+)
+
+
+@dataclass(eq=False)
+class _Item:
+    profile: str
+    message: HistoryMessage
+    future: asyncio.Future[bool | None]
+    #: called once the message is stored, when it was held for another try
+    on_stored: Callable[[], None] | None = None
+    #: in the retry queue: the future was already resolved (None)
+    held: bool = False
+
+
 class HistoryWriter:
-    """Write-behind history with group commit (see the module docstring)."""
+    """Write-behind history with group commit (see the module docstring), and a bounded retry
+    queue for transient failures.
 
-    def __init__(self, storage: Storage) -> None:
+    When a write fails for a reason that may go away (:func:`is_transient_error`: disk full,
+    I/O error, lost database connection), its messages are not dropped: they are held in
+    memory (at most ``max_retry``) and written again after ``RETRY_DELAY`` seconds, doubled
+    after each failed try up to ``RETRY_DELAY_MAX``. While messages are held, new messages
+    join the queue without a write attempt (order is kept, and nothing newer than a held
+    message is stored: the archive catch-up of a restarted daemon starts before them). Each
+    change is told to ``report(profile, data)`` (the ``history_error`` signal) and logged.
+
+    Args:
+        storage: provides ``add_to_history``.
+        clock: ``IReactorTime`` (``callLater``) of the retries; tests give a ``task.Clock``.
+        report: ``report(profile, data)``; ``data`` as documented in :data:`HISTORY_ERROR_DOC`.
+        max_retry: bound of the retry queue.
+    """
+
+    def __init__(
+        self,
+        storage: Storage,
+        clock: Any = None,
+        report: Callable[[str, dict[str, Any]], None] | None = None,
+        max_retry: int = RETRY_QUEUE_MAX,
+    ) -> None:
         self.storage = storage
-        self._pending: list[tuple[str, HistoryMessage, asyncio.Future[bool]]] = []
+        self.clock = clock
+        self.report = report
+        self.max_retry = max_retry
+        self._pending: list[_Item] = []
         self._flusher: asyncio.Task[None] | None = None
+        #: held messages, in arrival order
+        self._retry: list[_Item] = []
+        self._retry_call: Any = None
+        self._retry_due = False
+        self._delay = RETRY_DELAY
+        #: profiles told "retrying"/"dropped" and not yet "recovered"
+        self._failing: set[str] = set()
+        self.error: str | None = None
 
-    async def store(self, profile: str, message: HistoryMessage) -> bool:
-        """Store a message; True when stored, False when it was already in the history."""
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._pending.append((profile, message, future))
-        if self._flusher is None:
-            self._flusher = background(self._flush(), "history write")
+    @property
+    def held(self) -> int:
+        """How many messages wait for another try."""
+        return len(self._retry)
+
+    async def store(
+        self,
+        profile: str,
+        message: HistoryMessage,
+        on_stored: Callable[[], None] | None = None,
+    ) -> bool | None:
+        """Store a message.
+
+        Returns:
+            True when stored, False when it was already in the history, None when the
+            history cannot be written now and the message is held for another try:
+            ``on_stored()`` is then called once it is stored.
+
+        Raises:
+            Exception: a permanent storage error (invalid message...), or the retry queue is
+                full (then the error is also reported).
+        """
+        future: asyncio.Future[bool | None] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Item(profile, message, future, on_stored))
+        self._start()
         return await future
 
+    def _start(self) -> None:
+        if self._flusher is None:
+            self._flusher = background(self._flush(), "history write")
+
     async def drain(self) -> None:
-        """Wait until every pending message is written."""
+        """Wait until every pending message is written (or held for another try)."""
         while self._flusher is not None:
             await asyncio.shield(self._flusher)
 
+    def close(self) -> None:
+        """Stop retrying (shutdown); held messages are logged as not written."""
+        if self._retry_call is not None and self._retry_call.active():
+            self._retry_call.cancel()
+        self._retry_call = None
+        if self._retry:
+            log.error(
+                "%d received message(s) could not be written to the history (%s); the archive "
+                "catch-up of the next start will fetch them again if the server archives them",
+                len(self._retry),
+                self.error,
+            )
+
     async def _flush(self) -> None:
         try:
-            while self._pending:
+            while self._pending or self._retry_due:
+                if self._retry_due:
+                    self._retry_due = False
+                    held, self._retry = self._retry, []
+                    await self._write_groups(held)
+                    if not self._retry:
+                        self._recovered()
+                    continue
                 batch, self._pending = self._pending, []
-                by_profile: dict[str, list[tuple[HistoryMessage, asyncio.Future[bool]]]] = {}
-                for profile, message, future in batch:
-                    by_profile.setdefault(profile, []).append((message, future))
-                for profile, items in by_profile.items():
-                    await self._write(profile, items)
+                if self._retry:
+                    # the history is failing: wait for the retry, keep the order
+                    self._hold(batch, None)
+                    continue
+                await self._write_groups(batch)
         finally:
             self._flusher = None
 
-    async def _write(
-        self, profile: str, items: list[tuple[HistoryMessage, asyncio.Future[bool]]]
-    ) -> None:
+    async def _write_groups(self, items: list[_Item]) -> None:
+        by_profile: dict[str, list[_Item]] = {}
+        for item in items:
+            by_profile.setdefault(item.profile, []).append(item)
+        for profile, group in by_profile.items():
+            await self._write(profile, group)
+
+    async def _write(self, profile: str, items: list[_Item]) -> None:
         try:
-            stored = set(await self.storage.add_to_history([m for m, _ in items], profile))
+            stored = set(await self.storage.add_to_history([i.message for i in items], profile))
         except Exception as e:
+            if is_transient_error(e):
+                self._hold(items, e)
+                return
             if len(items) > 1:
                 # isolate the culprit: the other messages of the batch must not be lost
                 for item in items:
                     await self._write(profile, [item])
                 return
-            if not items[0][1].done():
-                items[0][1].set_exception(e)
+            self._fail(items[0], e)
             return
-        for message, future in items:
-            if not future.done():
-                future.set_result(message.uid in stored)
+        for item in items:
+            if item.held:
+                if item.message.uid in stored and item.on_stored is not None:
+                    try:
+                        item.on_stored()
+                    except Exception:
+                        log.exception("%s: after storing a held message", profile)
+            elif not item.future.done():
+                item.future.set_result(item.message.uid in stored)
+
+    def _fail(self, item: _Item, error: BaseException) -> None:
+        if not item.held:
+            if not item.future.done():
+                item.future.set_exception(error)
+            return
+        log.error(
+            "%s: a held message (%s) cannot be stored: %s", item.profile, item.message.uid, error
+        )
+        self._report(item.profile, "dropped", str(error), [item.message.uid])
+
+    def _hold(self, items: list[_Item], error: BaseException | None) -> None:
+        """Put messages in the retry queue (``error``: the failure, None when they join it
+        without a write attempt)."""
+        if error is not None:
+            text = str(getattr(error, "orig", None) or error).strip()
+            if self.error is None:
+                log.error("the history cannot be written (%s): messages are held and retried", text)
+            else:
+                log.warning("the history still cannot be written (%s)", text)
+            self.error = text
+        room = max(self.max_retry - len(self._retry), 0)
+        kept, dropped = items[:room], items[room:]
+        by_profile: dict[str, tuple[list[str], list[str]]] = {}
+        for item in kept:
+            uids = by_profile.setdefault(item.profile, ([], []))[0]
+            if not item.held:
+                uids.append(item.message.uid)
+                item.held = True
+                if not item.future.done():
+                    item.future.set_result(None)
+        for item in dropped:
+            by_profile.setdefault(item.profile, ([], []))[1].append(item.message.uid)
+            full = HistoryQueueFull(
+                f"the history cannot be written ({self.error}) and {self.max_retry} messages "
+                "already wait: message dropped"
+            )
+            if item.held:
+                log.error("%s: held message %s dropped", item.profile, item.message.uid)
+            elif not item.future.done():
+                item.future.set_exception(full)
+        self._retry.extend(kept)
+        for profile, (held, lost) in by_profile.items():
+            if held:
+                self._report(profile, "retrying", self.error or "", held)
+            if lost:
+                log.error("%s: retry queue full, %d message(s) not stored", profile, len(lost))
+                self._report(profile, "dropped", f"retry queue full ({self.error})", lost)
+        if error is not None:
+            self._schedule(backoff=True)
+        elif self._retry and self._retry_call is None:
+            self._schedule(backoff=False)
+
+    def _schedule(self, backoff: bool) -> None:
+        if self._retry_call is not None and self._retry_call.active():
+            return
+        delay = self._delay
+        if backoff:
+            self._delay = min(self._delay * 2, RETRY_DELAY_MAX)
+        if self.clock is None:
+            from twisted.internet import reactor
+
+            self.clock = reactor
+        self._retry_call = self.clock.callLater(delay, self._retry_now)
+
+    def _retry_now(self) -> None:
+        self._retry_call = None
+        self._retry_due = True
+        self._start()
+
+    def _recovered(self) -> None:
+        if self.error is not None:
+            log.info("the history is written again (it failed with: %s)", self.error)
+        self.error = None
+        self._delay = RETRY_DELAY
+        for profile in sorted(self._failing):
+            self._report(profile, "recovered", "", [])
+        self._failing.clear()
+
+    def _report(self, profile: str, status: str, error: str, uids: list[str]) -> None:
+        if status == "recovered":
+            pending = 0
+        else:
+            self._failing.add(profile)
+            pending = sum(1 for i in self._retry if i.profile == profile)
+        data = {"status": status, "error": error, "uids": uids, "pending": pending}
+        if self.report is not None:
+            try:
+                self.report(profile, data)
+            except Exception:
+                log.exception("reporting a history error failed")
+
+
+class HistoryQueueFull(Exception):
+    """The history cannot be written and the retry queue is full: the message is dropped."""
 
 
 def _texts(element: domish.Element, name: str) -> dict[str, str]:
@@ -216,7 +431,18 @@ class MessageManager:
 
     def __init__(self, host: Any) -> None:
         self.host = host
-        self.writer = HistoryWriter(host.storage)
+        self.writer = HistoryWriter(host.storage, host.reactor, self._report_history)
+
+    def setup_bridge(self) -> None:
+        """Declare the ``history_error`` signal (see :data:`HISTORY_ERROR_DOC`)."""
+        self.host.bridge.add_signal(
+            HISTORY_ERROR_SIGNAL,
+            (("data", "s", "serialised dict: status, error, uids, pending"), ("profile", "s")),
+            HISTORY_ERROR_DOC,
+        )
+
+    def _report_history(self, profile: str, data: dict[str, Any]) -> None:
+        self.host.bridge.emit(HISTORY_ERROR_SIGNAL, json.dumps(data), profile)
 
     def setup(self, client: LiberviaClient) -> None:
         MessageHandler(self, client).setHandlerParent(client)
@@ -264,8 +490,7 @@ class MessageManager:
         client.send(element)
         if msg.type is not MessageType.GROUPCHAT:
             # a groupchat message is stored when the room echoes it back
-            if await self.writer.store(client.profile, msg):
-                self._emit(client, msg)
+            await self.store_and_signal(client, msg)
         return msg.uid
 
     async def received(self, client: LiberviaClient, element: domish.Element) -> None:
@@ -308,10 +533,21 @@ class MessageManager:
         """Store a message (group commit) and emit ``message_new`` if it was not already in the
         history; True when stored.
 
+        When the history cannot be written now (disk full...), the message is held for another
+        try (:class:`HistoryWriter`; reported by ``history_error``) and False is returned:
+        ``message_new`` is emitted once it is stored.
+
         Raises:
-            Exception: the storage failed (e.g. an invalid message).
+            Exception: the storage failed for good (e.g. an invalid message), or the retry
+                queue is full.
         """
-        if await self.writer.store(client.profile, message):
+        profile = client.profile
+        stored = await self.writer.store(
+            profile,
+            message,
+            lambda: self.host.bridge.emit("message_new", *signal_args(message), profile),
+        )
+        if stored:
             self._emit(client, message)
             return True
         return False

@@ -18,6 +18,7 @@ Usage::
 from __future__ import annotations
 
 import functools
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,7 +38,7 @@ from libervia.backend.memory.storage.privates import PrivateStore
 from libervia.backend.memory.storage.profiles import ProfileStore
 from libervia.backend.memory.storage.pubsub import PubsubStore, RSMResult
 
-__all__ = ["Direction", "HistoryMessage", "RSMResult", "Storage"]
+__all__ = ["Direction", "HistoryMessage", "RSMResult", "Storage", "is_transient_error"]
 
 log = get_logger(__name__)
 
@@ -57,6 +58,23 @@ def _expose(
         return getattr(getattr(self, store), name)(*args, **kwargs)  # type: ignore[no-any-return]
 
     return call
+
+
+def is_transient_error(error: BaseException) -> bool:
+    """Whether a storage error may go away by itself, so that the write is worth trying again.
+
+    True for the database's operational errors (SQLite: "database or disk is full", "disk I/O
+    error", "database is locked"; PostgreSQL: lost connection...), a connection invalidated
+    under the call, and OS errors (no space, I/O). False for errors of the data itself
+    (integrity, invalid values: trying again would fail the same way).
+    """
+    if isinstance(error, sa.exc.OperationalError):
+        return True
+    if isinstance(error, sa.exc.DBAPIError):
+        if error.connection_invalidated:
+            return True
+        error = error.orig
+    return isinstance(error, (sqlite3.OperationalError, OSError))
 
 
 class Storage:
