@@ -50,6 +50,8 @@ class ByteStream(asyncio.BufferedProtocol):
         self._eof = False
         self._exception: BaseException | None = None
         self._reader: asyncio.Future[None] | None = None
+        #: unread bytes the waiting reader wants before it is woken
+        self._wanted = 1
         self._paused = False
         self._write_paused = False
         self._drainers: deque[asyncio.Future[None]] = deque()
@@ -117,17 +119,21 @@ class ByteStream(asyncio.BufferedProtocol):
         self._filled = self._taken = 0
 
     def _wake(self) -> None:
-        if self._reader is not None and not self._reader.done():
+        if self._reader is None or self._reader.done():
+            return
+        if self._waiting >= self._wanted or self._eof:
             self._reader.set_result(None)
 
-    async def _wait(self) -> None:
+    async def _wait(self, wanted: int = 1) -> None:
         if self._exception is not None:
             raise self._exception
+        self._wanted = wanted
         self._reader = asyncio.get_running_loop().create_future()
         try:
             await self._reader
         finally:
             self._reader = None
+            self._wanted = 1
 
     def _took(self, count: int) -> None:
         self._waiting -= count
@@ -176,6 +182,15 @@ class ByteStream(asyncio.BufferedProtocol):
                     raise self._exception
                 return b""
             await self._wait()
+
+    async def read_chunk(self, size: int) -> bytes | memoryview:
+        """Up to ``size`` bytes, waiting until ``size`` are there (or the end): bulk
+        consumers get whole buffers (fewer, bigger chunks) without copying; ``b""`` at the
+        end."""
+        wanted = min(size, HIGH_WATER)
+        while self._waiting < wanted and not self._eof:
+            await self._wait(wanted)
+        return await self.read(size)
 
     async def readexactly(self, n: int) -> bytes:
         """Exactly ``n`` bytes.

@@ -23,16 +23,25 @@ MAX_PENDING = 64
 
 
 class _Worker:
-    """One thread applying ``work`` to each queued chunk, in order."""
+    """One thread applying ``work`` to each queued chunk, in order.
+
+    The loop is only woken when it waits for room (``owner._room_wanted``) and at the end:
+    not once per chunk."""
 
     def __init__(self, owner: DiskWriter, name: str, work: Any) -> None:
         self.owner = owner
         self.work = work
         self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self.pending = 0
+        #: chunks queued by the loop / done by the thread (each written by one side only)
+        self.queued = 0
+        self.done = 0
         self.ended = False
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.thread.start()
+
+    @property
+    def pending(self) -> int:
+        return self.queued - self.done
 
     def _run(self) -> None:
         owner = self.owner
@@ -45,12 +54,11 @@ class _Worker:
                     self.work(data)
                 except BaseException as e:  # noqa: BLE001 - reported to the loop
                     owner.error = e
-            owner._call(self._done)
+            self.done += 1
+            if owner._room_wanted:
+                owner._room_wanted = False
+                owner._call(owner._maybe_space)
         owner._call(self._end)
-
-    def _done(self) -> None:
-        self.pending -= 1
-        self.owner._maybe_space()
 
     def _end(self) -> None:
         self.ended = True
@@ -71,6 +79,8 @@ class DiskWriter:
         self._space = asyncio.Event()
         self._space.set()
         self._dropping = False
+        #: the loop waits for room in the queues: the workers wake it
+        self._room_wanted = False
         self._done: asyncio.Future[None] = self.loop.create_future()
         self._closing = False
         self._workers = (
@@ -99,11 +109,14 @@ class DiskWriter:
             raise self.error
         while any(w.pending >= MAX_PENDING for w in self._workers):
             self._space.clear()
+            self._room_wanted = True
+            if all(w.pending < MAX_PENDING for w in self._workers):
+                break  # a worker finished a chunk before it could see the flag
             await self._space.wait()
             if self.error is not None:
                 raise self.error
         for worker in self._workers:
-            worker.pending += 1
+            worker.queued += 1
             worker.queue.put(data)
 
     async def finish(self) -> None:
@@ -135,8 +148,12 @@ class DiskWriter:
             pass
 
     def _maybe_space(self) -> None:
-        if all(w.pending < MAX_PENDING for w in self._workers):
-            self._space.set()
+        if not all(w.pending < MAX_PENDING for w in self._workers):
+            self._room_wanted = True  # the other worker is behind: it wakes us again
+            if not all(w.pending < MAX_PENDING for w in self._workers):
+                return  # (checked after the flag: a chunk finished meanwhile is seen)
+            self._room_wanted = False
+        self._space.set()
 
     def _maybe_ended(self) -> None:
         if not all(w.ended for w in self._workers):
