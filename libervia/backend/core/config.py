@@ -32,12 +32,16 @@ Options used by the backend (section ``[DEFAULT]``):
     the host.
 
 The daemon also keeps its pid file, ``libervia-backend.pid``, in ``local_dir``.
+
+Everything the daemon writes there (database, backups, logs, pid file, received files) is the
+user's only: directories 0700, files 0600 (:data:`PRIVATE_UMASK`, :func:`private_dir`).
 """
 
 from __future__ import annotations
 
 import configparser
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,6 +51,38 @@ from libervia.backend.core import constants as C
 from libervia.backend.core.exceptions import ConfigError
 
 DEFAULT_SECTION = "DEFAULT"
+#: the daemon's umask: new files 0600, new directories 0700 (history, keys, logs are private)
+PRIVATE_UMASK = 0o077
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+
+
+def private_dir(path: Path, *, restrict: bool = True) -> Path:
+    """Create ``path`` and its missing parents as directories of the user only (0700).
+
+    With ``restrict`` an existing ``path`` is made 0700 too (a directory the daemon owns, such
+    as ``local_dir`` made by an older version); without it, an existing directory (chosen by
+    the user, e.g. ``~/Downloads``) is left as it is. Returns ``path``.
+
+    Raises:
+        OSError: a directory cannot be created or its mode changed.
+    """
+    missing = []
+    current = path
+    while not current.exists():
+        missing.append(current)
+        current = current.parent
+    for directory in reversed(missing):
+        try:
+            directory.mkdir(mode=PRIVATE_DIR_MODE)
+        except FileExistsError:
+            continue
+        # mkdir's mode is masked by the umask, which may also strip the user's own bits
+        os.chmod(directory, PRIVATE_DIR_MODE)
+    if restrict and not missing and path.is_dir():
+        if stat.S_IMODE(path.stat().st_mode) != PRIVATE_DIR_MODE:
+            os.chmod(path, PRIVATE_DIR_MODE)
+    return path
 
 
 def default_config_path() -> Path:

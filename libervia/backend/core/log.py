@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import sys
 from pathlib import Path
 from typing import TextIO
@@ -105,6 +106,22 @@ def stderr_is_journal(stream: TextIO | None = None) -> bool:
     return (st.st_dev, st.st_ino) == (device, inode)
 
 
+def private_log_file(path: Path) -> None:
+    """Create the log file readable by the user only (0600), or make an existing regular file
+    0600 (logs name contacts and servers). Other files (``/dev/null``...) are left alone.
+
+    Raises:
+        OSError: the file cannot be created.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) != 0o600:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
 def configure(
     level: str = "INFO", filename: str | Path | None = None, fmt: str | None = LOG_FORMAT
 ) -> None:
@@ -112,12 +129,14 @@ def configure(
 
     Args:
         level: a level name (``DEBUG`` ... ``CRITICAL``, any case).
-        filename: log to this file (appended) instead of stderr.
+        filename: log to this file (appended; created 0600, or made 0600) instead of
+            stderr.
         fmt: a format name of :data:`FORMATS` or a :mod:`logging` format string; ``None``
             chooses (see :func:`resolve_format`).
     """
     handler: logging.Handler
     if filename:
+        private_log_file(Path(filename))
         handler = logging.FileHandler(filename, encoding="utf-8")
         fmt = FORMATS["full"] if fmt is None else FORMATS.get(fmt, fmt)
     else:

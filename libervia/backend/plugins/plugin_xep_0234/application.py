@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from twisted.words.xish import domish
 
 from libervia.backend.core.aio import background
+from libervia.backend.core.config import private_dir
 from libervia.backend.core.exceptions import ActionCancelled, InvalidInput, LiberviaError
 from libervia.backend.core.log import get_logger
 from libervia.backend.plugins import plugin_xep_0300 as hashes
@@ -241,8 +242,12 @@ class FileTransfer(BaseApplicationHandler):
         if not isinstance(directory_value, str):
             raise InvalidInput("path must be a directory path")
         directory = Path(directory_value).expanduser() if directory_value else None
-        directory = directory or self.plugin.download_dir
-        directory.mkdir(parents=True, exist_ok=True)
+        # received files are the user's only: missing directories are made 0700, and the
+        # default download directory (ours, in local_dir) is kept 0700
+        if directory is None:
+            directory = private_dir(self.plugin.download_dir)
+        else:
+            private_dir(directory, restrict=False)
         name = save_as or transfer.info.name or "file"
         if answer.get("overwrite") is True:
             final = directory / safe_file_name(name)
