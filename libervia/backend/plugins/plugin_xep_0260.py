@@ -89,7 +89,7 @@ ARRIVAL_TIMEOUT = 10.0
 #: most candidates read from a peer
 MAX_CANDIDATES = 32
 #: bytes read at once when moving data
-CHUNK_SIZE = 256 * 1024
+CHUNK_SIZE = 1024 * 1024
 _HEX40 = re.compile(r"^[0-9a-f]{40}$")
 
 

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 #: bytes per receive buffer (one ``recv_into`` fills at most this)
-CHUNK_SIZE = 256 * 1024
+CHUNK_SIZE = 1024 * 1024
 #: reading pauses beyond this many received bytes not read yet, resumes below LOW_WATER
 HIGH_WATER = 4 * 1024 * 1024
 LOW_WATER = 1024 * 1024
