@@ -24,7 +24,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from twisted.words.protocols.jabber.jid import JID
+from twisted.words.protocols.jabber.error import StanzaError
+from twisted.words.protocols.jabber.jid import JID, InvalidFormat
+from twisted.words.xish import domish
 from wokkel import xmppim
 
 from libervia.backend.core.aio import as_future
@@ -32,6 +34,7 @@ from libervia.backend.core.exceptions import InvalidInput
 from libervia.backend.core.log import get_logger
 from libervia.backend.core.triggers import TriggerManager
 from libervia.backend.tools.ids import time_ordered_uuid
+from libervia.backend.tools.jid import parse_jid
 
 if TYPE_CHECKING:
     from libervia.backend.core.actions import Action, ActionManager
@@ -40,6 +43,8 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 SHOW_VALUES = ("", "away", "chat", "dnd", "xa")
+#: what a malformed stanza makes wokkel's parsers raise (bad JIDs: stringprep, lengths...)
+PARSE_ERRORS = (InvalidFormat, UnicodeError, ValueError, KeyError, IndexError, RuntimeError)
 SUBSCRIPTION_ANSWERS = ("subscribed", "unsubscribed", "subscribe", "unsubscribe")
 
 
@@ -100,6 +105,23 @@ class RosterHandler(xmppim.RosterClientProtocol):
             self.client.profile,
         )
 
+    def _onRosterSet(self, iq: domish.Element) -> Any:  # noqa: N802 - wokkel's name
+        """A roster push: exactly one valid item (RFC 6121 §2.1.6), else ``bad-request``.
+
+        Pushes from anyone but our own account are refused by wokkel
+        (``service-unavailable``).
+        """
+        query = next(iq.elements(xmppim.NS_ROSTER, "query"), None)
+        items = list(query.elements(xmppim.NS_ROSTER, "item")) if query is not None else []
+        if len(items) != 1:
+            log.warning("%s: roster push with %d items refused", self.client.profile, len(items))
+            raise StanzaError("bad-request", text="a roster push carries exactly one item")
+        try:
+            return super()._onRosterSet(iq)
+        except PARSE_ERRORS as e:
+            log.warning("%s: malformed roster push refused: %r", self.client.profile, e)
+            raise StanzaError("bad-request", text="malformed roster item") from None
+
     def setReceived(self, request: Any) -> None:  # noqa: N802 - wokkel's name
         self._set(Contact.from_item(request.item))
 
@@ -154,7 +176,8 @@ class PresenceHandler(xmppim.PresenceProtocol):
     def _update(self, presence: Any, show: str) -> None:
         sender: JID = presence.sender
         statuses = {lang or "": text for lang, text in (presence.statuses or {}).items()}
-        priority = int(presence.priority or 0)
+        # RFC 6121 §4.7.2.3: -128 to 127
+        priority = max(-128, min(127, int(presence.priority or 0)))
         resources = self.statuses.setdefault(sender.userhost(), {})
         if show == "unavailable":
             resources.pop(sender.resource or "", None)
@@ -222,8 +245,38 @@ class PresenceHandler(xmppim.PresenceProtocol):
         self.send(element)
 
     def _onPresence(self, element: Any) -> None:  # noqa: N802 - wokkel's name
-        if self.trigger.point("presence_received", self.client, element):
-            super()._onPresence(element)
+        """Parse a presence (wokkel's parsers) and hand it to the ``*Received`` method of its
+        type. A malformed presence (no or invalid ``from``, invalid ``to``) is a logged
+        rejection: no traceback, nothing emitted."""
+        sender = element.getAttribute("from")
+        if not sender:
+            log.warning("%s: ignoring a presence without sender", self.client.profile)
+            return
+        try:
+            parse_jid(sender)
+            if element.hasAttribute("to"):
+                parse_jid(element["to"])
+        except PARSE_ERRORS as e:
+            log.warning("%s: ignoring a presence with an invalid JID (from %r): %r",
+                        self.client.profile, sender[:100], e)  # fmt: skip
+            return
+        if not self.trigger.point("presence_received", self.client, element):
+            return
+        presence_type = element.getAttribute("type") or "available"
+        parser = self.presenceTypeParserMap.get(presence_type)
+        if parser is None:
+            log.info("%s: ignoring a presence of unknown type %r from %r", self.client.profile,
+                     presence_type[:40], sender[:100])  # fmt: skip
+            return
+        try:
+            presence = parser.fromElement(element)
+        except PARSE_ERRORS as e:
+            log.warning("%s: ignoring a malformed presence from %r: %r", self.client.profile,
+                        sender[:100], e)  # fmt: skip
+            return
+        handler = getattr(self, f"{presence_type}Received", None)
+        if handler is not None:
+            handler(presence)
 
     def answer(self, sub_type: str, entity: JID) -> None:
         """Send a subscription presence (see ``SUBSCRIPTION_ANSWERS``)."""

@@ -551,6 +551,9 @@ class PubsubCache:
         nodes = await self.host.storage.get_pubsub_nodes(
             client.profile, [SyncState.COMPLETED, SyncState.IN_PROGRESS]
         )
+        for node in nodes:
+            if node.subscribed:  # their notifications are accepted (XEP-0060 plugin)
+                self.ps.add_known_subscription(client, node.service, node.name)
         resynced = 0
         for node in nodes:
             try:

@@ -117,11 +117,11 @@ class RSMResponse:
             if child.name == "first":
                 first = text or None
                 raw_index = child.getAttribute("index")
-                if raw_index is not None and raw_index.isdigit():
+                if raw_index is not None and raw_index.isascii() and raw_index.isdigit():
                     index = int(raw_index)
             elif child.name == "last":
                 last = text or None
-            elif child.name == "count" and text.isdigit():
+            elif child.name == "count" and text.isascii() and text.isdigit():
                 count = int(text)
         return cls(first=first, last=last, index=index, count=count)
 

@@ -297,7 +297,7 @@ class XEP_0313:  # noqa: N801 - plugin classes are named after their XEP
                 }
                 page.first = texts.get("first") or None
                 page.last = texts.get("last") or None
-                if texts.get("count", "").isdigit():
+                if texts.get("count", "").isascii() and texts["count"].isdigit():
                     page.count = int(texts["count"])
         return page
 

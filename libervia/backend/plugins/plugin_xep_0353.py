@@ -102,6 +102,7 @@ from libervia.backend.plugins.plugin_xep_0166.elements import (
     parse_reason,
 )
 from libervia.backend.tools.ids import time_ordered_uuid
+from libervia.backend.tools.jid import parse_jid
 
 log = get_logger(__name__)
 
@@ -594,7 +595,7 @@ class XEP_0353:  # noqa: N801 - plugin classes are named after their XEP
         if not message_id.startswith(prefix):
             return False
         try:
-            sender = JID(message.getAttribute("from") or "")
+            sender = parse_jid(message.getAttribute("from") or "")
         except InvalidFormat:
             return False
         proposal = self.get_proposal(
@@ -968,7 +969,7 @@ class XEP_0353:  # noqa: N801 - plugin classes are named after their XEP
         sender = outer.getAttribute("from")
         if sender is not None:
             try:
-                ours = JID(sender) == client.jid.userhostJID()
+                ours = parse_jid(sender) == client.jid.userhostJID()
             except InvalidFormat:
                 ours = False
             if not ours:
@@ -998,8 +999,8 @@ class XEP_0353:  # noqa: N801 - plugin classes are named after their XEP
         if origin is None:
             return
         try:
-            sender = JID(message.getAttribute("from") or client.jid.userhost())
-            dest = JID(message["to"]) if message.hasAttribute("to") else None
+            sender = parse_jid(message.getAttribute("from") or client.jid.userhost())
+            dest = parse_jid(message["to"]) if message.hasAttribute("to") else None
         except InvalidFormat:
             return
         own = client.jid.userhost()

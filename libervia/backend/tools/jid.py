@@ -15,7 +15,13 @@ CACHE_SIZE = 4096
 
 @functools.lru_cache(maxsize=CACHE_SIZE)
 def _parse(value: str) -> JID:
-    return JID(value)
+    try:
+        return JID(value)
+    except InvalidFormat:
+        raise
+    except (IndexError, UnicodeError, ValueError) as e:
+        # Twisted's stringprep raises IndexError on an empty domain label ("a@.b")
+        raise InvalidFormat(f"invalid JID: {e!r}") from None
 
 
 def parse_jid(value: str | JID) -> JID:

@@ -16,6 +16,22 @@ Trigger points:
     stops the other callbacks, not the signal.
 
 Bridge methods (``ps_*``) and the ``ps_event`` signal: :mod:`.bridge`.
+
+Which notifications are accepted (:meth:`XEP_0060.refusal`): anyone can send us a
+``<message/>`` with a pubsub ``<event/>``, so a notification reaches the trigger point (and
+the pubsub cache) and the ``ps_event`` signal only when it comes from
+
+- our own server or one of its components (a JID without user part whose domain is our
+  server's or a subdomain of it: the server can forge any stanza of our stream anyway);
+- our own PEP service (our bare JID);
+- a service and node we subscribed to (:meth:`XEP_0060.subscribe`, or listed by
+  :meth:`XEP_0060.get_subscriptions`, or a node the pubsub cache keeps subscribed);
+- the PEP service (bare JID) of a contact whose presence we receive (roster subscription
+  "to" or "both"), for a node we announce interest in (``<node>+notify`` among our disco
+  features), XEP-0163 §4.
+
+Anything else (a full JID: a client, not a service; a stranger's PEP; a service we never
+subscribed to) is a logged rejection.
 """
 
 from __future__ import annotations
@@ -71,6 +87,8 @@ ORDER_FIELDS = ("creation", "modification")
 AFFILIATIONS = ("owner", "publisher", "publish-only", "member", "none", "outcast")
 #: the last event handling task of each profile (events are handled in arrival order)
 EVENTS_TAIL_KEY = "XEP-0060_events_tail"
+#: the (service bare JID, node) pairs this session knows we are subscribed to
+SUBSCRIPTIONS_KEY = "XEP-0060_subscriptions"
 
 FormValues = Mapping[str, str | bool | int | Sequence[str]]
 
@@ -195,14 +213,49 @@ def submit_form(namespace: str, values: FormValues) -> domish.Element:
 
 
 def read_form(parent: domish.Element | None, namespace: str | None = None) -> dict[str, Any]:
-    """The field values of the data form child of ``parent`` (without FORM_TYPE)."""
+    """The field values of the data form child of ``parent`` (without FORM_TYPE).
+
+    Raises:
+        InvalidInput: a malformed form (wokkel's parser refuses it).
+    """
     if parent is None:
         return {}
     for element in parent.elements(data_form.NS_X_DATA, "x"):
-        form = data_form.Form.fromElement(element)
+        try:
+            form = data_form.Form.fromElement(element)
+        except (data_form.Error, ValueError, KeyError) as e:
+            raise InvalidInput(f"malformed data form: {e}") from None
         if namespace is None or form.formNamespace == namespace:
             return dict(form.getValues())
     return {}
+
+
+def parse_items_answer(answer: domish.Element, request: ItemsRequest | None = None) -> ItemsResult:
+    """The page of items of a service's answer to an items request.
+
+    Raises:
+        InvalidInput: malformed RSM metadata.
+    """
+    pubsub = _child(answer, NS_PUBSUB, "pubsub")
+    if pubsub is None:
+        return ItemsResult([], complete=True)
+    items_el = _child(pubsub, NS_PUBSUB, "items")
+    items = list(items_el.elements(NS_PUBSUB, "item")) if items_el is not None else []
+    rsm_response = RSMResponse.find(pubsub)
+    if (
+        rsm_response is None
+        and request is not None
+        and request.rsm is not None
+        and not request.item_ids
+    ):
+        return page_locally(items, request.rsm)
+    complete = None
+    if rsm_response is not None and rsm_response.count is not None:
+        if rsm_response.index is not None:
+            complete = rsm_response.index + len(items) >= rsm_response.count
+        elif not items:
+            complete = True
+    return ItemsResult(items, rsm_response, complete)
 
 
 def _child(element: domish.Element, namespace: str, name: str) -> domish.Element | None:
@@ -528,21 +581,7 @@ class XEP_0060:  # noqa: N801 - plugin classes are named after their XEP
                 pubsub.addElement((NS_ORDER_BY, "order"))["field"] = request.order_by
 
         answer, _ = await self._pubsub_iq(client, "get", request.service, build=build)
-        pubsub = _child(answer, NS_PUBSUB, "pubsub")
-        if pubsub is None:
-            return ItemsResult([], complete=True)
-        items_el = _child(pubsub, NS_PUBSUB, "items")
-        items = list(items_el.elements(NS_PUBSUB, "item")) if items_el is not None else []
-        rsm_response = RSMResponse.find(pubsub)
-        if rsm_response is None and request.rsm is not None and not request.item_ids:
-            return page_locally(items, request.rsm)
-        complete = None
-        if rsm_response is not None and rsm_response.count is not None:
-            if rsm_response.index is not None:
-                complete = rsm_response.index + len(items) >= rsm_response.count
-            elif not items:
-                complete = True
-        return ItemsResult(items, rsm_response, complete)
+        return parse_items_answer(answer, request)
 
     async def _supports_order(self, client: Any, service: JID) -> bool:
         try:
@@ -603,8 +642,43 @@ class XEP_0060:  # noqa: N801 - plugin classes are named after their XEP
         pubsub = _child(answer, NS_PUBSUB, "pubsub")
         sub_el = _child(pubsub, NS_PUBSUB, "subscription") if pubsub is not None else None
         if sub_el is None:  # XEP-0060 §6.1.2: an empty result means subscribed
-            return Subscription(target, node, who, "subscribed")
-        return self._subscription(target, sub_el, node, who)
+            subscription = Subscription(target, node, who, "subscribed")
+        else:
+            subscription = self._subscription(target, sub_el, node, who)
+        if subscription.state != "none":
+            self.add_known_subscription(client, target, node)
+        return subscription
+
+    def add_known_subscription(self, client: Any, service: JID, node: str) -> None:
+        """Accept the notifications of ``node`` on ``service`` (we are subscribed to it)."""
+        client.extra.setdefault(SUBSCRIPTIONS_KEY, set()).add((service.userhost(), node))
+
+    def remove_known_subscription(self, client: Any, service: JID, node: str) -> None:
+        client.extra.get(SUBSCRIPTIONS_KEY, set()).discard((service.userhost(), node))
+
+    def refusal(self, client: Any, event: Event) -> str | None:
+        """Why a received notification is refused, or None when it is accepted (see the
+        module docstring)."""
+        service = event.service
+        own = client.jid
+        if service.resource is not None:
+            return "sent by a client (full JID), not by a pubsub service"
+        if service.user is None:
+            host = service.host
+            if host == own.host or host.endswith(f".{own.host}"):
+                return None
+        elif service.userhost() == own.userhost():
+            return None
+        if (service.userhost(), event.node) in client.extra.get(SUBSCRIPTIONS_KEY, ()):
+            return None
+        if service.user is not None:
+            roster = getattr(client, "roster", None)
+            contact = roster.get(service) if roster is not None else None
+            if contact is not None and contact.subscription_to:
+                if f"{event.node}+notify" in self.disco.features:
+                    return None
+                return f"node {event.node[:100]!r} of a contact's PEP without +notify"
+        return f"not subscribed to node {event.node[:100]!r} of {service.full()[:100]!r}"
 
     def _subscription(
         self, service: JID, element: domish.Element, node: str | None, who: JID | None
@@ -640,6 +714,8 @@ class XEP_0060:  # noqa: N801 - plugin classes are named after their XEP
                 unsubscribe["subid"] = sub_id
 
         await self._pubsub_iq(client, "set", service, build=build)
+        if subscriber is None or subscriber.userhost() == client.jid.userhost():
+            self.remove_known_subscription(client, self.service_of(client, service), node)
 
     async def get_subscriptions(
         self, client: Any, service: JID | None, node: str | None = None
@@ -657,10 +733,14 @@ class XEP_0060:  # noqa: N801 - plugin classes are named after their XEP
         subs = _child(pubsub, NS_PUBSUB, "subscriptions") if pubsub is not None else None
         if subs is None:
             return []
-        return [
+        subscriptions = [
             self._subscription(target, element, node, None)
             for element in subs.elements(NS_PUBSUB, "subscription")
         ]
+        for subscription in subscriptions:
+            if subscription.state == "subscribed" and subscription.node:
+                self.add_known_subscription(client, target, subscription.node)
+        return subscriptions
 
     async def get_affiliations(
         self, client: Any, service: JID | None, node: str | None = None
@@ -725,6 +805,14 @@ class XEP_0060:  # noqa: N801 - plugin classes are named after their XEP
         except InvalidInput as e:
             log.warning("%s: ignoring a pubsub notification: %s", client.profile, e)
             return
+        accepted = []
+        for event in events:
+            refusal = self.refusal(client, event)
+            if refusal is None:
+                accepted.append(event)
+            else:
+                log.warning("%s: ignoring a pubsub notification (%s)", client.profile, refusal)
+        events = accepted
         if not events:
             return
         previous = client.extra.get(EVENTS_TAIL_KEY)

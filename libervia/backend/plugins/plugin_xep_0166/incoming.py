@@ -43,6 +43,7 @@ from libervia.backend.plugins.plugin_xep_0166.errors import (
     unsupported_info,
 )
 from libervia.backend.plugins.plugin_xep_0166.session import Content, Session
+from libervia.backend.tools.jid import parse_jid
 
 if TYPE_CHECKING:
     from libervia.backend.plugins.plugin_xep_0166 import XEP_0166
@@ -110,7 +111,7 @@ class Incoming:
             if not sender:
                 raise bad_request("no sender")
             try:
-                peer = JID(sender)
+                peer = parse_jid(sender)
             except InvalidFormat:
                 raise bad_request("invalid sender") from None
             jingle = next(iq.elements(NS_JINGLE, "jingle"))

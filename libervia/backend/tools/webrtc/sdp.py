@@ -117,6 +117,8 @@ class _Parser:
         for line in lines:
             if len(line) < 2 or line[1] != "=":
                 raise SDPError(f"malformed SDP line {line!r}")
+            if "\r" in line or "\x00" in line:  # build() would refuse it: never accept it
+                raise SDPError(f"stray CR or NUL in SDP line {line[:100]!r}")
             kind, value = line[0], line[2:]
             if kind == "o":
                 parts = value.split()
