@@ -88,6 +88,11 @@ class DBusBridge:
         wait_ready: awaited before serving any method not declared ``before_ready`` (until it
             has returned once).
         bus_address: D-Bus address; default: the session bus (``DBUS_SESSION_BUS_ADDRESS``).
+        reconnect_delay, reconnect_delay_max: when the bus connection is lost without
+            :meth:`disconnect` (the dbus-daemon restarted), the bridge connects to the same
+            address again and owns its name again: first after ``reconnect_delay`` seconds,
+            then twice later each time up to ``reconnect_delay_max``.
+        sleep: ``await sleep(seconds)`` between attempts (tests pass a fake one).
     """
 
     def __init__(
@@ -97,6 +102,9 @@ class DBusBridge:
         api: BridgeAPI | None = None,
         wait_ready: Callable[[], Awaitable[Any]] | None = None,
         bus_address: str | None = None,
+        reconnect_delay: float = 0.1,
+        reconnect_delay_max: float = 5.0,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     ) -> None:
         self.api = api if api is not None else core_api()
         self._handlers = handlers
@@ -107,6 +115,13 @@ class DBusBridge:
         self._bus: MessageBus | None = None
         self._tasks: set[asyncio.Future[Any]] = set()
         self._xml: tuple[tuple[int, int], str] | None = None
+        self._reconnect_delay = reconnect_delay
+        self._reconnect_delay_max = reconnect_delay_max
+        self._sleep = sleep
+        self._closing = False
+        self._watcher: asyncio.Future[None] | None = None
+        #: how many times the bus connection was restored (tests, diagnostics)
+        self.reconnections = 0
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -128,6 +143,10 @@ class DBusBridge:
     async def connect(self) -> None:
         """Connect to the bus, serve the bridge object and own ``org.libervia.Libervia``.
 
+        The connection is then watched: if it is lost (the dbus-daemon restarted), the bridge
+        connects again to the same address and owns the name again, with backoff
+        (:meth:`_reconnect`); frontends find it there as before.
+
         Raises:
             ConfigError: the bus cannot be reached.
             ConflictError: another process owns the name (another daemon is running).
@@ -136,28 +155,94 @@ class DBusBridge:
         missing = [m.name for m in self.api.methods.values() if self._handler(m) is None]
         if missing:
             log.warning("bridge methods without a handler (answered NotSupported): %s", missing)
+        self._closing = False
+        self._bus = await self._open()
+        log.info("bridge serving %s on D-Bus (%s)", BUS_NAME, self._bus.unique_name)
+        self._watch(self._bus)
+
+    async def _open(self) -> MessageBus:
+        """A bus connection serving the bridge and owning its name."""
         try:
             bus = await MessageBus(bus_address=self._bus_address).connect()
         except Exception as e:
             where = self._bus_address or "the session bus (DBUS_SESSION_BUS_ADDRESS)"
             raise ConfigError(f"cannot connect to D-Bus at {where}: {e}") from e
         bus.add_message_handler(self._on_message)
-        self._bus = bus
         try:
             reply = await bus.request_name(BUS_NAME, NameFlag.DO_NOT_QUEUE)
         except Exception as e:
-            await self.disconnect()
+            await self._close_bus(bus)
             raise ConfigError(f"cannot request the D-Bus name {BUS_NAME}: {e}") from e
         if reply not in (RequestNameReply.PRIMARY_OWNER, RequestNameReply.ALREADY_OWNER):
-            await self.disconnect()
+            await self._close_bus(bus)
             raise ConflictError(
                 f"another libervia-backend is already running on this bus (it owns {BUS_NAME}); "
                 "stop it first (libervia-backend stop)"
             )
-        log.info("bridge serving %s on D-Bus (%s)", BUS_NAME, bus.unique_name)
+        return bus
+
+    @staticmethod
+    async def _close_bus(bus: MessageBus) -> None:
+        if bus.connected:
+            bus.disconnect()
+            try:
+                await bus.wait_for_disconnect()
+            except Exception as e:
+                log.debug("bus disconnected with %s", e)
+
+    def _watch(self, bus: MessageBus) -> None:
+        self._watcher = asyncio.ensure_future(self._watch_bus(bus))
+
+    async def _watch_bus(self, bus: MessageBus) -> None:
+        reason: object = "closed"
+        try:
+            await bus.wait_for_disconnect()
+        except Exception as e:
+            reason = e
+        if self._closing or self._bus is not bus:
+            return
+        log.warning("lost the D-Bus connection (%s): connecting again", reason)
+        self._bus = None  # signals are dropped (and logged) until the bus is back
+        try:
+            await self._reconnect()
+        except Exception:
+            log.exception("D-Bus reconnection failed")
+
+    async def _reconnect(self) -> None:
+        """Connect again with backoff until the name is ours again (or :meth:`disconnect`)."""
+        delay = self._reconnect_delay
+        attempt = 0
+        while not self._closing:
+            await self._sleep(delay)
+            if self._closing:
+                return
+            attempt += 1
+            try:
+                bus = await self._open()
+            except ConflictError as e:
+                log.error("D-Bus connection back, but the bridge name is taken: %s", e)
+                return
+            except Exception as e:
+                log.info("D-Bus reconnection attempt %d failed: %s", attempt, e)
+                delay = min(delay * 2, self._reconnect_delay_max)
+                continue
+            if self._closing:
+                await self._close_bus(bus)
+                return
+            self._bus = bus
+            self.reconnections += 1
+            log.info(
+                "D-Bus connection restored after %d attempt(s): serving %s again (%s)",
+                attempt,
+                BUS_NAME,
+                bus.unique_name,
+            )
+            self._watch(bus)
+            return
 
     async def disconnect(self) -> None:
         """Cancel the calls in progress and leave the bus (the name is released with it)."""
+        self._closing = True
         bus, self._bus = self._bus, None
         tasks = list(self._tasks)
         for task in tasks:
@@ -170,6 +255,12 @@ class DBusBridge:
                 log.debug("bus disconnected with %s", e)
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+        # only now: cancelling the watcher while it waits would cancel the bus's own future
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            if not watcher.done():
+                watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
 
     # --- runtime additions (plugins) -------------------------------------------------------
 

@@ -13,6 +13,12 @@ those signatures before anything is sent, so a wrong type fails early with a cle
     handle.remove()
     await client.close()
 
+A long-running frontend opens the client with ``reconnect=True``: if the bus connection is
+lost (the dbus-daemon restarted), the client connects to the same address again with backoff,
+adds its signal match rules again and calls the callbacks given to :meth:`on_reconnect` (a
+frontend refreshes its state there: signals sent meanwhile were missed). Calls made while it is
+disconnected raise :class:`BridgeUnavailable`.
+
 This module must not import ``libervia.backend`` (import-linter contract): the fixed names are
 repeated here, and a test checks that they match the daemon's.
 """
@@ -219,8 +225,21 @@ class BridgeClient:
 
     connect = _ConnectOrCall()
 
-    def __init__(self, bus: MessageBus) -> None:
+    #: first delay before connecting again to a lost bus, doubled up to the maximum (seconds)
+    reconnect_delay = 0.1
+    reconnect_delay_max = 5.0
+
+    def __init__(
+        self, bus: MessageBus, *, bus_address: str | None = None, reconnect: bool = False
+    ) -> None:
         self._bus = bus
+        self._bus_address = bus_address
+        self._reconnect = reconnect
+        self._closing = False
+        self._watcher: asyncio.Future[None] | None = None
+        self._on_reconnect: list[Callable[[], Any]] = []
+        #: how many times the bus connection was restored
+        self.reconnections = 0
         self.methods: dict[str, RemoteMethod] = {}
         self.signals: dict[str, RemoteSignal] = {}
         self._handles: dict[str, list[SignalHandle]] = {}
@@ -233,12 +252,17 @@ class BridgeClient:
 
     @classmethod
     async def open(
-        cls, bus_address: str | None = None, *, timeout: float | None = CONNECT_TIMEOUT
+        cls,
+        bus_address: str | None = None,
+        *,
+        timeout: float | None = CONNECT_TIMEOUT,
+        reconnect: bool = False,
     ) -> BridgeClient:
         """Connect to the session bus (or ``bus_address``) and learn the daemon's API (also
         reachable as ``BridgeClient.connect``).
 
         If the daemon is not running but is D-Bus activatable, the first call starts it.
+        ``reconnect``: connect again when the bus connection is lost (see the module's doc).
 
         Raises:
             BridgeUnavailable: no bus, or the daemon is neither running nor activatable.
@@ -251,13 +275,64 @@ class BridgeClient:
             raise BridgeUnavailable(
                 f"cannot connect to D-Bus at {where}: {e}; is a D-Bus session running?"
             ) from e
-        client = cls(bus)
+        client = cls(bus, bus_address=bus_address, reconnect=reconnect)
         try:
             await client.refresh(timeout=timeout)
         except BaseException:
             await client.close()
             raise
+        if reconnect:
+            client._watch(bus)
         return client
+
+    def on_reconnect(self, callback: Callable[[], Any]) -> None:
+        """Call ``callback()`` (plain or ``async``) each time the bus connection is restored
+        (with ``reconnect=True``)."""
+        self._on_reconnect.append(callback)
+
+    def _watch(self, bus: MessageBus) -> None:
+        self._watcher = asyncio.ensure_future(self._watch_bus(bus))
+
+    async def _watch_bus(self, bus: MessageBus) -> None:
+        reason: object = "closed"
+        try:
+            await bus.wait_for_disconnect()
+        except Exception as e:
+            reason = e
+        if self._closing or self._bus is not bus:
+            return
+        log.warning("lost the D-Bus connection (%s): connecting again", reason)
+        delay = self.reconnect_delay
+        attempt = 0
+        while not self._closing:
+            await asyncio.sleep(delay)
+            attempt += 1
+            try:
+                new = await MessageBus(bus_address=self._bus_address).connect()
+            except Exception as e:
+                log.info("D-Bus reconnection attempt %d failed: %s", attempt, e)
+                delay = min(delay * 2, self.reconnect_delay_max)
+                continue
+            if self._closing:
+                new.disconnect()
+                return
+            self._bus = new
+            new.add_message_handler(self._on_message)
+            for name in list(self._handles):
+                signal = self.signals.get(name)
+                if signal is not None:
+                    self._rules[name] = self._match("AddMatch", self._match_rule(signal))
+            self.reconnections += 1
+            log.info("D-Bus connection restored after %d attempt(s)", attempt)
+            self._watch(new)
+            for callback in list(self._on_reconnect):
+                try:
+                    result = callback()
+                    if inspect.isawaitable(result):
+                        self._track(asyncio.ensure_future(result), "reconnection callback")
+                except Exception:
+                    log.exception("reconnection callback failed")
+            return
 
     async def refresh(self, timeout: float | None = CONNECT_TIMEOUT) -> None:
         """Introspect the bridge object again (e.g. after a plugin added methods)."""
@@ -294,6 +369,7 @@ class BridgeClient:
 
     async def close(self) -> None:
         """Stop the signal callbacks in progress and leave the bus."""
+        self._closing = True
         self._deadlines.close()
         for task in list(self._tasks):
             task.cancel()
@@ -305,6 +381,12 @@ class BridgeClient:
                 await self._bus.wait_for_disconnect()
             except Exception as e:
                 log.debug("bus disconnected with %s", e)
+        # only now: cancelling the watcher while it waits would cancel the bus's own future
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            if not watcher.done():
+                watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
 
     async def __aenter__(self) -> BridgeClient:
         return self
