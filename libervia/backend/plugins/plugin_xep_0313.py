@@ -297,8 +297,9 @@ class XEP_0313:  # noqa: N801 - plugin classes are named after their XEP
                 }
                 page.first = texts.get("first") or None
                 page.last = texts.get("last") or None
-                if texts.get("count", "").isascii() and texts["count"].isdigit():
-                    page.count = int(texts["count"])
+                count = texts.get("count", "")
+                if count.isascii() and count.isdigit():
+                    page.count = int(count)
         return page
 
     async def to_message(
