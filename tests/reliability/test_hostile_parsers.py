@@ -1163,3 +1163,38 @@ async def test_pubsub_events_only_from_subscribed_services(tmp_path: Path) -> No
         assert signalled == accepted
     finally:
         await host.stop()
+
+
+def _file_offer(sid: str, sender: str = "bob@localhost/phone", name: str = "f.bin") -> str:
+    return (
+        f"<iq type='set' id='{sid}' from='{sender}' to='{ALICE}'>"
+        f"<jingle xmlns='{NS_JINGLE}' action='session-initiate' sid='{sid}' initiator='{sender}'>"
+        "<content creator='initiator' name='0' senders='initiator'>"
+        f"<description xmlns='{NS_FT}'><file><name>{name}</name><size>3</size></file>"
+        f"</description><transport xmlns='{NS_IBB_TR}' sid='i{sid}' block-size='4096'/>"
+        "</content></jingle></iq>"
+    )
+
+
+@aio
+async def test_session_initiate_flood_is_bounded(tmp_path: Path) -> None:
+    """More than ``jingle_max_pending_per_peer`` (10) offers pending from one peer: the rest
+    are refused with resource-constraint, the user is asked 10 times only; another peer is
+    not affected."""
+    host, client, stream, _ = await _session(tmp_path)
+    try:
+        with no_errors():
+            for n in range(15):
+                stream.receive(_file_offer(f"flood{n}"))
+            stream.receive(_file_offer("other", sender="dave@localhost/pc"))
+            await settle(100)
+            answers = {e["id"]: e for e in stream.sent() if e.name == "iq" and e.getAttribute(
+                "type") in ("result", "error")}  # fmt: skip
+        kinds = [answers[f"flood{n}"]["type"] for n in range(15)]
+        assert kinds == ["result"] * 10 + ["error"] * 5, kinds
+        assert "resource-constraint" in answers["flood14"].toXml()
+        assert answers["other"]["type"] == "result"
+        asked = [a for n, a in host.bridge.emitted if n == "action_new"]
+        assert len(asked) == 11
+    finally:
+        await host.stop()

@@ -15,6 +15,9 @@ error, fact sheet §1.4); decisions and the answers to the peer's actions are ta
 asynchronously (:mod:`.incoming`). Timers use the client's injected clock: a session that
 stays pending ``jingle_pending_timeout`` seconds (configuration, default 300) ends with
 ``timeout``; a peer that goes unavailable and says nothing more within 10 s is ``gone``.
+A peer (bare JID) may have at most ``jingle_max_pending_per_peer`` (default 10) sessions
+proposed to us and still pending: one more session-initiate is refused with
+``resource-constraint`` (a flood never piles up questions for the user).
 
 Typical initiator flow (an application's public method)::
 
@@ -57,6 +60,7 @@ from libervia.backend.plugins.plugin_xep_0166.base import (
 from libervia.backend.plugins.plugin_xep_0166.constants import (
     GONE_DELAY,
     IQ_TIMEOUT,
+    MAX_PENDING_PER_PEER,
     NS_JINGLE,
     PENDING_TIMEOUT,
     Action,
@@ -125,6 +129,9 @@ class XEP_0166:  # noqa: N801 - plugin classes are named after their XEP
         self.transports: dict[str, BaseTransportHandler] = {}
         self.pending_timeout = host.config.get_float(
             "jingle_pending_timeout", PENDING_TIMEOUT, minimum=1
+        )
+        self.max_pending_per_peer = max(
+            1, host.config.get_int("jingle_max_pending_per_peer", MAX_PENDING_PER_PEER)
         )
         self.incoming = Incoming(self)
         host.trigger.add("presence_received", self._on_presence)

@@ -14,6 +14,10 @@ PENDING_TIMEOUT = 300.0
 GONE_DELAY = 10.0
 #: how long we wait for the ack of one of our Jingle IQs
 IQ_TIMEOUT = 60.0
+#: sessions one peer (bare JID) may have proposed to us and still pending; a session-initiate
+#: beyond is refused with ``resource-constraint`` (a flood never piles up questions for the
+#: user)
+MAX_PENDING_PER_PEER = 10
 
 
 class Action(StrEnum):

@@ -182,6 +182,19 @@ class Incoming:
             if element.description is None or element.transport is None:
                 raise bad_request(f"content {element.name!r} needs a description and a transport")
         self._check_tie_break(client, peer, request)
+        bare = peer.userhost()
+        pending = sum(
+            1
+            for other in plugin.sessions(client).values()
+            if other.role is Role.RESPONDER
+            and other.state is State.PENDING
+            and other.peer.userhost() == bare
+        )
+        if pending >= plugin.max_pending_per_peer:
+            raise JingleError(
+                "resource-constraint",
+                text=f"too many pending sessions from {bare} ({pending})",
+            )
         session = Session(request.sid, peer, client.jid, Role.RESPONDER)
         session.remote_payloads = request.payloads
         missing: Reason | None = None
