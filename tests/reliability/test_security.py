@@ -7,11 +7,12 @@ openssl, tests/e2e/prosody.py), a private ``dbus-daemon`` and the daemon itself
 it neither depends on nor clashes with the fixtures of other reliability tests.
 
 1. Secrets: a profile protected by a password gets an XMPP password, connects, and its
-   parameters change (a new XMPP password too). Neither password nor the profile password
-   may then be found in clear in any file under ``local_dir`` (``libervia.db``, ``-wal``,
-   ``-shm``, backups, the log file), in the daemon's stderr, or in any D-Bus signal emitted
-   meanwhile (a raw connection records every signal of the bus), as UTF-8, UTF-16 (both byte
-   orders) or base64 (the three alignments); ``param_get_a_async`` answers ``********``.
+   parameters change (a new XMPP password, then a new profile password, with which it
+   connects again). None of the four passwords may then be found in clear in any file under
+   ``local_dir`` (``libervia.db``, ``-wal``, ``-shm``, backups, the log file), in the
+   daemon's stderr, or in any D-Bus signal emitted meanwhile (a raw connection records every
+   signal of the bus), as UTF-8, UTF-16 (both byte orders) or base64 (the three alignments);
+   ``param_get_a_async`` answers ``********``.
    Canaries (the JID, stored and logged in clear) prove that each scan sees what was written.
 2. Permissions: ``local_dir`` and the directories the daemon makes are 0700, its files
    (database and its WAL/SHM, log, pid file, backups, received files) 0600, whatever the
@@ -56,7 +57,8 @@ TAG = uuid.uuid4().hex[:8]
 XMPP_PASSWORD = f"xmpp-Pässwörd-{TAG}"
 NEW_XMPP_PASSWORD = f"néw-xmpp-pass-{TAG}"
 PROFILE_PASSWORD = f"prof-sécret-{TAG}"
-SECRETS = (XMPP_PASSWORD, NEW_XMPP_PASSWORD, PROFILE_PASSWORD)
+NEW_PROFILE_PASSWORD = f"néw-prof-sécret-{TAG}"
+SECRETS = (XMPP_PASSWORD, NEW_XMPP_PASSWORD, PROFILE_PASSWORD, NEW_PROFILE_PASSWORD)
 LOG_FILE = "libervia-backend.log"  # in local_dir
 
 
@@ -238,9 +240,11 @@ async def test_no_clear_password_in_database_logs_or_signals(
             == "********"
         )
         await bridge.disconnect(profile)
+        # and the profile password (only the personal key is re-encrypted)
+        await bridge.profile_password_set(PROFILE_PASSWORD, NEW_PROFILE_PASSWORD, profile)
         # the server is told the new password, so that the next login proves it was used
         sec_prosody.adduser(profile, NEW_XMPP_PASSWORD)
-        await bridge.connect(profile, PROFILE_PASSWORD, {})
+        await bridge.connect(profile, NEW_PROFILE_PASSWORD, {})
         await connected(bridge, profile)
         # a wrong profile password is refused without echoing it
         with pytest.raises(BridgeError) as raised:
