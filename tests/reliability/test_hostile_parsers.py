@@ -109,6 +109,21 @@ def no_errors() -> Iterator[ErrorCapture]:
     assert not capture.records, "\n".join(capture.records[:3])
 
 
+def test_error_capture_sees_logged_errors_and_twisted_failures() -> None:
+    """The capture used everywhere here fails on an ERROR record and on ``log.err``."""
+    from twisted.python import log as twisted_log
+
+    with pytest.raises(AssertionError, match="boom"), no_errors():
+        logging.getLogger("libervia.test").error("boom")
+    with pytest.raises(AssertionError, match="ZeroDivisionError"), no_errors():
+        try:
+            1 / 0  # noqa: B018
+        except ZeroDivisionError:
+            twisted_log.err()
+    with no_errors():
+        logging.getLogger("libervia.test").warning("a logged rejection is fine")
+
+
 # --- strategies --------------------------------------------------------------------------------
 
 #: characters XML 1.0 accepts (no controls but tab/newlines, no surrogates, no U+FFFE/FFFF)
@@ -593,7 +608,7 @@ JINGLES = elements(
     [(NS_JINGLE, "jingle")],
     {
         "action": st.sampled_from(JINGLE_ACTIONS),
-        "sid": st.sampled_from(["s1", "s2", "", "x" * 300]) | IDS,
+        "sid": st.sampled_from(["s1", "s1", "s2", "s2", "", "x" * 300]) | IDS,
         "initiator": JIDS,
         "responder": JIDS,
     },
@@ -1032,11 +1047,27 @@ async def test_session_survives_hostile_stanzas(tmp_path: Path) -> None:
 @aio
 async def test_session_survives_hostile_jingle(tmp_path: Path) -> None:
     """Jingle IQs of hostile shape (every action, junk contents, transports, reasons) from two
-    peers: each is answered (result or error), no ERROR logged, the session stays usable."""
+    peers, many about live sessions (one active, one pending): each is answered (result or
+    error), no ERROR logged, the session stays usable."""
     stanzas = collect(jingle_iqs(), 400)
     host, client, stream, reactor = await _session(tmp_path)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
     try:
         with no_errors():
+            # live sessions for the hostile requests to hit: s1 from bob (accepted: active),
+            # s2 from carol (pending)
+            stream.receive(_file_offer("s1"))
+            stream.receive(_file_offer("s2", sender="carol@localhost/evil"))
+            await settle(100)
+            stream.sent()
+            (action_id,) = [
+                a[1] for n, a in host.bridge.emitted
+                if n == "action_new" and json.loads(a[0]).get("session_id") == "s1"
+            ]  # fmt: skip
+            host.actions.launch("alice", action_id, {"accept": True, "path": str(inbox)})
+            await settle(100)
+            stream.sent()
             counts = await _feed(host, client, stream, stanzas, lambda sent: None)
             reactor.advance(3600)  # every pending timer (session timeouts, gone peers)
             await settle()
