@@ -42,7 +42,7 @@ from types import FrameType
 from typing import Any, Protocol
 
 from libervia.backend.core import log as log_setup
-from libervia.backend.core.config import Config
+from libervia.backend.core.config import PRIVATE_UMASK, Config, private_dir
 from libervia.backend.core.exceptions import ConfigError, LiberviaError
 from libervia.backend.core.log import get_logger
 
@@ -550,6 +550,13 @@ def foreground(
         level = settings.checked_log_level()
     except LiberviaError as e:
         return fail(str(e))
+    # what the daemon writes (database and its backups, logs, pid file, received files) is
+    # the user's only, whatever the caller's umask: files 0600, directories 0700
+    os.umask(PRIVATE_UMASK)
+    try:
+        private_dir(settings.local_dir)
+    except OSError as e:
+        return fail(f"cannot create {settings.local_dir}: {e.strerror}")
     try:
         if settings.log_file is not None:
             settings.log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -597,6 +604,7 @@ def start(
         print(f"{NAME} is already running (pid {pid})")
         return EXIT_OK
     log_path = settings.start_log_file
+    os.umask(PRIVATE_UMASK)  # the log file opened below for the child, and the child itself
     command = [sys.executable, "-m", "libervia.backend", "-c", str(config.path.absolute())]
     if log_level:
         command += ["--log-level", log_level]

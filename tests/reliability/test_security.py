@@ -281,12 +281,6 @@ async def test_no_clear_password_in_database_logs_or_signals(
 # --- 2. permissions --------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="libervia/backend/daemon.py must set os.umask(config.PRIVATE_UMASK) and make "
-    "local_dir with config.private_dir() before creating anything (diff reported; the same "
-    "daemon started under umask 077 passes this test, SQLite's WAL/SHM included)",
-)
 @aio
 async def test_files_are_private(sec_daemon: Daemon) -> None:
     """What the daemon created under ``local_dir`` (started under umask 022) is the user's
@@ -358,11 +352,6 @@ def test_download_directory_is_private(tmp_path: Path) -> None:
     assert mode(transfer.path) == 0o600  # the reserved final name
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="memory/schema.py backup_sqlite creates the backup with the umask's mode (0644); "
-    "the fix is reported (create it 0600 before the online backup)",
-)
 def test_database_backup_is_private(tmp_path: Path) -> None:
     db = tmp_path / "libervia.db"
     sqlite3.connect(db).close()

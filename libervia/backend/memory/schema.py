@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import sqlite3
 import time
@@ -184,6 +185,8 @@ def backup_sqlite(path: Path, revision: str) -> Path:
     while target.exists():
         n += 1
         target = path.with_name(f"{path.stem}.backup-{stamp}-rev{revision}-{n}{path.suffix}")
+    # the backup holds the same secrets as the database: the user's only, whatever the umask
+    os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
     source = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
     try:
         dest = sqlite3.connect(target)
