@@ -574,11 +574,12 @@ async def test_forged_carbons_and_spoofed_archive(world: World, carol: HostilePe
     assert not [r for r in rows if "forged" in str(r[4]) or "spoofed" in str(r[4])]
     logs = full_log(world.daemon)
     assert f"ignoring a forged carbon from {carol.jid}" in logs
-    # carol guesses the query ids (q1, q2...: they are a counter): the one matching the
-    # victim's pending query is refused because it does not come from the archive asked (our
-    # bare JID), the others are of no query of ours
+    # carol guesses the query ids (q1, q2...: they are a counter): one matching the victim's
+    # query while it is pending is refused because it does not come from the archive asked
+    # (our bare JID), the others are of no query of ours (whether the guess lands while the
+    # query is pending is a race: the spoofed path is also in tests/unit/core/test_mam.py)
     spoofed = logs.count(f"ignoring a spoofed archive result from {carol.jid}")
     unknown = logs.count("ignoring an archive result of no query of ours")
-    assert spoofed >= 1 and spoofed + unknown >= GUESSES, (spoofed, unknown)
+    assert spoofed + unknown >= GUESSES, (spoofed, unknown)
     world.figures["archive results refused"] = {"spoofed": spoofed, "no query": unknown}
     world.health.check(mark)
