@@ -89,6 +89,7 @@ async def test_server_killed_under_connected_profiles(
             await recorder.wait("disconnected", lambda a, p=profile: a == (p,), 15)
         await asyncio.sleep(DOWN_FOR)
         server._spawn()
+        respawned = time.monotonic()
         # archived while the profiles are still waiting for their next attempt
         down = [not await bridge.is_connected(p) for p in profiles]
         await send_all(server, alice, jids, "down")
@@ -99,6 +100,7 @@ async def test_server_killed_under_connected_profiles(
         for profile in profiles:
             await until(lambda p=profile: connections(p) == 2, 30, f"{profile} reconnected")
         back = time.monotonic() - killed
+        after_respawn = time.monotonic() - respawned
         await send_all(server, alice, jids, "after")
         expected = sorted(
             f"{phase}-{i:03d}" for phase in ("before", "down", "after") for i in range(PER_PHASE)
@@ -122,7 +124,8 @@ async def test_server_killed_under_connected_profiles(
             assert f"{profile}: reconnected after" in logs
         await bridge.close()
         print(
-            f"\nserver killed for {DOWN_FOR} s: both profiles back {back:.2f} s after the kill; "
+            f"\nserver killed for {DOWN_FOR} s: both profiles back {back:.2f} s after the kill, "
+            f"{after_respawn:.2f} s after the server was up again; "
             f"delays {attempts}; still disconnected when the 'down' messages were sent: {down}; "
             f"{3 * PER_PHASE} messages per profile, each once"
         )
