@@ -189,7 +189,7 @@ class LiberviaBackend:
                 *(self.disconnect(p) for p in list(self.clients)), return_exceptions=True
             )
         await self.messages.writer.drain()
-        self.messages.writer.close()
+        await self.messages.writer.close()
         await self.storage.close()
         log.info("backend stopped")
 

@@ -9,9 +9,12 @@ signalled the same way.
 
 Storage is write-behind with group commit (:class:`HistoryWriter`): a message is written at
 once when the database is idle, and the messages arriving while a write is in progress are
-written together by the next one. One message costs one transaction at low rates (latency), a
-burst costs one transaction per batch (throughput): a single ``add_to_history`` call takes
-~4.5 ms on SQLite, a batch of 1,000 ~0.2 ms per message (doc/benchmarks.rst).
+written together by the next one. A write failing for a reason that may go away (disk full,
+I/O error, lost database connection) never drops the messages: they are held in a bounded
+queue and written again with backoff; ``history_error`` tells the frontends, and
+``message_new`` follows once they are stored. One message costs one transaction at low rates
+(latency), a burst costs one transaction per batch (throughput): a single ``add_to_history``
+call takes ~4.5 ms on SQLite, a batch of 1,000 ~0.2 ms per message (doc/benchmarks.rst).
 
 Trigger points (see doc/developer.rst):
 
@@ -161,11 +164,15 @@ class HistoryWriter:
         while self._flusher is not None:
             await asyncio.shield(self._flusher)
 
-    def close(self) -> None:
-        """Stop retrying (shutdown); held messages are logged as not written."""
-        if self._retry_call is not None and self._retry_call.active():
-            self._retry_call.cancel()
-        self._retry_call = None
+    async def close(self) -> None:
+        """Shutdown: try the held messages once more, then stop retrying; what is still held
+        is logged as not written."""
+        self._cancel_retry()
+        if self._retry:
+            self._retry_due = True
+            self._start()
+            await self.drain()
+            self._cancel_retry()
         if self._retry:
             log.error(
                 "%d received message(s) could not be written to the history (%s); the archive "
@@ -173,6 +180,11 @@ class HistoryWriter:
                 len(self._retry),
                 self.error,
             )
+
+    def _cancel_retry(self) -> None:
+        if self._retry_call is not None and self._retry_call.active():
+            self._retry_call.cancel()
+        self._retry_call = None
 
     async def _flush(self) -> None:
         try:

@@ -160,12 +160,23 @@ async def test_profiles_are_reported_separately() -> None:
 
 
 @aio
-async def test_close_logs_what_is_still_held(caplog) -> None:
+async def test_close_tries_once_more_then_logs_what_is_still_held(caplog) -> None:
     s = Setup()
     s.storage.error = disk_full()
-    await s.store("bob", message(0))
-    s.writer.close()
+    kept = message(0)
+    await s.store("bob", kept)
+    calls = s.storage.calls
+    await s.writer.close()
+    assert s.storage.calls == calls + 1
     assert "1 received message(s) could not be written" in caplog.text
+    assert not s.clock.getDelayedCalls()
+    # space back just before the shutdown: the last try writes them
+    s = Setup()
+    s.storage.error = disk_full()
+    await s.store("bob", kept)
+    s.storage.error = None
+    await s.writer.close()
+    assert s.storage.stored == [kept.uid] and s.later == [kept.uid]
     assert not s.clock.getDelayedCalls()
 
 
