@@ -1294,3 +1294,35 @@ async def test_hostile_items_answers_through_the_bridge(tmp_path: Path) -> None:
         assert outcomes["ok"] and sum(outcomes.values()) == 2 * len(answers), outcomes
     finally:
         await host.stop()
+
+
+@aio
+async def test_burst_is_parsed_a_slice_per_loop_turn(tmp_path: Path) -> None:
+    """A 200-stanza burst in one read (core/xmpp.py ``PACE_SLICE``): handled a slice per turn
+    of the event loop (other tasks run in between), all of it, in order; reading is paused
+    meanwhile and resumed after."""
+    from libervia.backend.core.xmpp import PACE_SLICE
+
+    host, client, stream, _ = await _session(tmp_path)
+    seen: list[str] = []
+    stream.xs.addObserver("/message", lambda e: seen.append(e["id"]), priority=100)
+    burst = "".join(
+        f"<message from='bob@localhost/phone' to='{ALICE}' id='b{n}' type='headline'>"
+        f"<x xmlns='urn:junk'>{'p' * 400}</x></message>"
+        for n in range(200)
+    )
+    assert len(burst) > 10 * PACE_SLICE
+    try:
+        with no_errors():
+            stream.receive(burst)
+            first = len(seen)
+            assert 0 < first < 40, first  # one slice only, at once
+            assert stream.transport.producerState == "paused"
+            await asyncio.sleep(0)
+            assert len(seen) > first  # the next slice, one turn later
+            await settle(100)
+            assert seen == [f"b{n}" for n in range(200)]
+            assert stream.transport.producerState == "producing"
+            await _still_healthy(host, client, stream)
+    finally:
+        await host.stop()
