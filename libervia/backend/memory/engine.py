@@ -4,7 +4,8 @@ SQLite (aiosqlite):
 
 - ``journal_mode=WAL``, ``synchronous=NORMAL`` (no fsync per commit), ``foreign_keys=ON``;
 - the driver's own transaction handling is switched off and SQLAlchemy emits ``BEGIN`` itself, so
-  that DDL is transactional too (a failed migration rolls back entirely) and SAVEPOINTs work.
+  that DDL is transactional too (a failed migration rolls back entirely) and SAVEPOINTs work;
+- transactions that may write start with ``BEGIN IMMEDIATE`` (see :data:`READ_ONLY`).
 
 PostgreSQL (asyncpg): nothing special, it already does all of that.
 """
@@ -21,6 +22,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 #: execution option asking for foreign keys to be switched off for one SQLite transaction
 #: (Alembic batch migrations copy tables that other tables reference)
 FOREIGN_KEYS_OFF = "libervia_foreign_keys_off"
+#: execution option of SQLite transactions that only read: a plain (deferred) ``BEGIN``.
+#: Every other transaction starts with ``BEGIN IMMEDIATE``: in WAL mode, a deferred
+#: transaction that read and then writes fails at once with "database is locked" when
+#: another connection wrote meanwhile (its snapshot is stale: the busy timeout does not
+#: apply); taking the write lock first makes writers wait for each other instead.
+READ_ONLY = "libervia_read_only"
 
 SQLITE_BUSY_TIMEOUT_S = 30
 #: page cache per connection (SQLite default: 2 MiB), in KiB
@@ -45,12 +52,13 @@ def _sqlite_on_connect(dbapi_connection: Any, connection_record: Any) -> None:
 def _sqlite_on_begin(conn: Any) -> None:
     # the pragma is only effective outside of a transaction, hence here, before BEGIN; the state
     # is remembered per DBAPI connection, so that a pooled connection gets foreign keys back
-    wanted_off = bool(conn.get_execution_options().get(FOREIGN_KEYS_OFF))
+    options = conn.get_execution_options()
+    wanted_off = bool(options.get(FOREIGN_KEYS_OFF))
     info = conn.connection.info
     if wanted_off != info.get(FOREIGN_KEYS_OFF, False):
         conn.exec_driver_sql(f"PRAGMA foreign_keys={'OFF' if wanted_off else 'ON'}")
         info[FOREIGN_KEYS_OFF] = wanted_off
-    conn.exec_driver_sql("BEGIN")
+    conn.exec_driver_sql("BEGIN" if options.get(READ_ONLY) else "BEGIN IMMEDIATE")
 
 
 def create_engine(url: str | URL, **kwargs: Any) -> AsyncEngine:

@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from libervia.backend.core.exceptions import InvalidInput
-from libervia.backend.memory.engine import create_sessionmaker, create_sync_twin
+from libervia.backend.memory.engine import READ_ONLY, create_sessionmaker, create_sync_twin
 
 
 class Database:
@@ -23,6 +23,9 @@ class Database:
     def __init__(self, engine: AsyncEngine, clock: Callable[[], float] = time.time) -> None:
         self.engine = engine
         self.sessions: async_sessionmaker[AsyncSession] = create_sessionmaker(engine)
+        #: the same engine, for transactions that only read (a deferred BEGIN on SQLite)
+        self._read_engine = engine.execution_options(**{READ_ONLY: True})
+        self._read_sessions = create_sessionmaker(self._read_engine)
         self.clock = clock
         #: SQLite file: synchronous engine for one-hop transactions (see run_transaction)
         self._sync_engine = create_sync_twin(engine.url)
@@ -82,15 +85,19 @@ class Database:
         return self.engine.dialect.name
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncSession]:
+    async def transaction(self, read_only: bool = False) -> AsyncIterator[AsyncSession]:
         """One unit of work: a short session inside a transaction, committed on exit.
+
+        ``read_only``: the unit of work never writes (on SQLite it then does not take the
+        write lock, see :data:`~libervia.backend.memory.engine.READ_ONLY`).
 
         Raises:
             InvalidInput: a value could not be converted for the database (e.g. an ``extra``
                 that is not JSON-serialisable); the transaction is rolled back.
         """
+        sessions = self._read_sessions if read_only else self.sessions
         with _bad_values_as_invalid_input():
-            async with self.sessions() as session, session.begin():
+            async with sessions() as session, session.begin():
                 yield session
 
     def insert(self, table: Any) -> Any:
@@ -100,10 +107,12 @@ class Database:
         return sqlite.insert(table)
 
     @asynccontextmanager
-    async def connection(self) -> AsyncIterator[AsyncConnection]:
-        """A Core connection in a transaction (cheaper than a session, for Core statements)."""
+    async def connection(self, read_only: bool = False) -> AsyncIterator[AsyncConnection]:
+        """A Core connection in a transaction (cheaper than a session, for Core statements);
+        ``read_only`` as for :meth:`transaction`."""
+        engine = self._read_engine if read_only else self.engine
         with _bad_values_as_invalid_input():
-            async with self.engine.connect() as conn, conn.begin():
+            async with engine.connect() as conn, conn.begin():
                 yield conn
 
     def insert_ignore(self, table: Any) -> Any:

@@ -127,7 +127,7 @@ class FileStore:
         stmt = stmt.order_by(File.created, File.id)
         if limit is not None:
             stmt = stmt.limit(limit)
-        async with self.db.transaction() as session:
+        async with self.db.transaction(read_only=True) as session:
             return list((await session.execute(stmt)).scalars())
 
     async def file_update(
@@ -203,7 +203,7 @@ class FileStore:
                     owner_text.like(f"{_escape_like(bare.full())}/%", escape="\\"),
                 )
             )
-        async with self.db.transaction() as session:
+        async with self.db.transaction(read_only=True) as session:
             return int(await session.scalar(stmt) or 0)
 
 

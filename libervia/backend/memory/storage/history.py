@@ -456,7 +456,7 @@ class HistoryStore:
         stmt = self._statements.get(shape)
         if stmt is None:
             stmt = self._statements[shape] = self._build_query(shape)
-        async with self.db.connection() as conn:
+        async with self.db.connection(read_only=True) as conn:
             rows = (await conn.execute(stmt, params)).all()
             if not rows:
                 for uid in (before_uid, after_uid):
@@ -484,7 +484,7 @@ class HistoryStore:
             stmt = self._search_stmt = sa.select(Message.history_uid).where(
                 Message.id.in_(sa.select(matching.c.id))
             )
-        async with self.db.connection() as conn:
+        async with self.db.connection(read_only=True) as conn:
             uids = list((await conn.execute(stmt, {"q": fts_param})).scalars())
         return None if len(uids) > FEW_MATCHES else uids
 

@@ -20,7 +20,7 @@ class ParamStore:
 
     async def load_gen_params(self) -> dict[tuple[str, str], str | None]:
         """Every general parameter, keyed by ``(category, name)``."""
-        async with self.db.transaction() as session:
+        async with self.db.transaction(read_only=True) as session:
             rows = (await session.execute(sa.select(ParamGen))).scalars()
             return {(p.category, p.name): p.value for p in rows}
 
@@ -31,7 +31,7 @@ class ParamStore:
             ProfileUnknownError: there is no such profile.
         """
         profile_id = self.profiles.id_of(profile)
-        async with self.db.transaction() as session:
+        async with self.db.transaction(read_only=True) as session:
             rows = (
                 await session.execute(sa.select(ParamInd).where(ParamInd.profile_id == profile_id))
             ).scalars()
@@ -40,7 +40,7 @@ class ParamStore:
     async def get_ind_param(self, category: str, name: str, profile: str) -> str | None:
         """One parameter of a profile, or None when it was never set."""
         profile_id = self.profiles.id_of(profile)
-        async with self.db.transaction() as session:
+        async with self.db.transaction(read_only=True) as session:
             return await session.scalar(
                 sa.select(ParamInd.value).where(
                     ParamInd.category == category,
@@ -51,7 +51,7 @@ class ParamStore:
 
     async def get_ind_param_values(self, category: str, name: str) -> dict[str, str | None]:
         """The value of one parameter for every profile that has set it, keyed by profile name."""
-        async with self.db.transaction() as session:
+        async with self.db.transaction(read_only=True) as session:
             rows = await session.execute(
                 sa.select(Profile.name, ParamInd.value)
                 .join(Profile, Profile.id == ParamInd.profile_id)

@@ -56,7 +56,7 @@ class PrivateStore:
         stmt = sa.select(cls.key, cls.value).where(cls.namespace == namespace, *where)
         if keys is not None:
             stmt = stmt.where(cls.key.in_(list(keys)))
-        async with self.db.transaction() as session:
+        async with self.db.transaction(read_only=True) as session:
             return dict((await session.execute(stmt)).all())
 
     async def set_private_value(

@@ -24,7 +24,7 @@ class ProfileStore:
 
     async def load(self) -> None:
         """Fill the cache from the database (called by ``Storage.initialise``)."""
-        async with self.db.transaction() as session:
+        async with self.db.transaction(read_only=True) as session:
             profiles = (await session.execute(sa.select(Profile.name, Profile.id))).all()
             components = (
                 await session.execute(sa.select(Component.profile_id, Component.entry_point))

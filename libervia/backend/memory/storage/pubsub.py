@@ -79,7 +79,7 @@ class PubsubStore:
             stmt = stmt.options(selectinload(PubsubNode.items))
         if with_subscriptions:
             stmt = stmt.options(selectinload(PubsubNode.subscriptions))
-        async with self.db.transaction() as session:
+        async with self.db.transaction(read_only=True) as session:
             node = await session.scalar(stmt)
         if node is None and create:
             if with_items or with_subscriptions:
@@ -141,7 +141,7 @@ class PubsubStore:
             if None in sync_states:
                 condition = sa.or_(condition, PubsubNode.sync_state.is_(None))
             stmt = stmt.where(condition)
-        async with self.db.transaction() as session:
+        async with self.db.transaction(read_only=True) as session:
             return list((await session.execute(stmt.order_by(PubsubNode.id))).scalars())
 
     async def update_pubsub_node_sync_state(self, node: PubsubNode, state: SyncState) -> None:
@@ -328,7 +328,7 @@ class PubsubStore:
         def following(pivot: tuple[float, int]) -> Any:
             return row_key < pivot if desc else row_key > pivot
 
-        async with self.db.transaction() as session:
+        async with self.db.transaction(read_only=True) as session:
             count = await session.scalar(sa.select(sa.func.count()).where(*where)) or 0
 
             async def pivot_of(name: str) -> tuple[float, int]:
@@ -394,5 +394,5 @@ class PubsubStore:
             profile_ids = [self.profiles.id_of(p) for p in query["profiles"]]
         stmt = pubsub_search.build_query(self.db, query, profile_ids)
         stmt = stmt.options(joinedload(PubsubItem.node))
-        async with self.db.transaction() as session:
+        async with self.db.transaction(read_only=True) as session:
             return list((await session.execute(stmt)).scalars())
