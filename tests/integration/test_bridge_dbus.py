@@ -135,11 +135,11 @@ async def test_wrong_arguments(bus_address: str) -> None:
         # checked by the client before sending
         with pytest.raises(BridgeError) as info:
             await client.profile_create("alice")
-        assert info.value.code == "org.freedesktop.DBus.Error.InvalidArgs"
+        assert info.value.code == "InvalidInput"
         assert "profile_create(profile, password, component) takes 3 arguments" in str(info.value)
         with pytest.raises(BridgeError) as info:
             await client.profiles_list_get("yes", 1)
-        assert info.value.code == "org.freedesktop.DBus.Error.InvalidArgs"
+        assert info.value.code == "InvalidInput"
         with pytest.raises(BridgeError) as info:
             await client.no_such_method()
         assert info.value.code == "org.freedesktop.DBus.Error.UnknownMethod"
@@ -160,7 +160,7 @@ async def test_wrong_arguments(bus_address: str) -> None:
             raw.disconnect()
             await raw.wait_for_disconnect()
         assert reply.message_type is MessageType.ERROR
-        assert reply.error_name == "org.freedesktop.DBus.Error.InvalidArgs"
+        assert reply.error_name == "org.libervia.Libervia.Error.InvalidInput"
         assert "profiles_list_get expects (clients: b, components: b)" in reply.body[0]
         assert "got (s, i)" in reply.body[0]
         assert not any(name == "profiles_list_get" for name, _ in handlers.calls)

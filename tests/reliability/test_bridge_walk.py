@@ -8,8 +8,8 @@ messages (so that any signature can be sent, not only the declared one). What is
   error other than ``InternalError`` (which means an exception that is not a
   ``LiberviaError`` escaped: a bug);
 - a call whose D-Bus signature does not match the declaration is refused before reaching the
-  method with the standard ``org.freedesktop.DBus.Error.InvalidArgs`` (libervia/backend/bridge/
-  errors.py: the D-Bus convention for a type error, which every D-Bus library maps);
+  method with ``org.libervia.Libervia.Error.InvalidInput`` naming both signatures
+  (libervia/backend/bridge/errors.py);
 - the daemon's log holds no traceback, and the daemon is still alive and answering at the end.
 
 Methods called with the walk's own profile only when harmless; see :data:`RESTRICTED`.
@@ -41,7 +41,8 @@ from tests.e2e.prosody import Prosody
 
 pytestmark = pytest.mark.timeout(150)
 
-INVALID_ARGS = "org.freedesktop.DBus.Error.InvalidArgs"
+#: the answer to a call whose signature does not match the method
+INVALID_ARGS = "org.libervia.Libervia.Error.InvalidInput"
 INTERNAL = error_name(ErrorCode.INTERNAL)
 WALKER = "walker"
 UNKNOWN_PROFILE = "no_such_profile_zz"

@@ -18,14 +18,15 @@ from libervia.backend.core.log import get_logger
 
 log = get_logger(__name__)
 
-INVALID_ARGS = "org.freedesktop.DBus.Error.InvalidArgs"
 UNKNOWN_METHOD = "org.freedesktop.DBus.Error.UnknownMethod"
 UNKNOWN_PROPERTY = "org.freedesktop.DBus.Error.UnknownProperty"
 NOT_SUPPORTED = "org.freedesktop.DBus.Error.NotSupported"
 
 
 class InvalidArgs(InvalidInput):
-    """The arguments of a call do not match the declared signature (D-Bus ``InvalidArgs``)."""
+    """The arguments of a call do not match the declared signature: answered, like any bad
+    argument, with ``org.libervia.Libervia.Error.InvalidInput`` (both signatures spelled
+    out), so that callers see only Libervia errors."""
 
 
 def error_name(code: ErrorCode | str) -> str:
@@ -38,8 +39,6 @@ def to_dbus_error(exc: BaseException, context: str = "") -> tuple[str, str]:
 
     ``context`` (e.g. the method name) only goes to the log.
     """
-    if isinstance(exc, InvalidArgs):
-        return INVALID_ARGS, str(exc)
     if isinstance(exc, NotImplementedError):
         return NOT_SUPPORTED, str(exc) or "not supported by this daemon"
     if isinstance(exc, LiberviaError):

@@ -53,7 +53,8 @@ DEFAULT_TIMEOUT = 60.0
 #: seconds to wait for the daemon at connection time (D-Bus activation may start it)
 CONNECT_TIMEOUT = 60.0
 
-INVALID_ARGS = "org.freedesktop.DBus.Error.InvalidArgs"
+#: arguments that do not match the method (checked before sending, and by the daemon)
+INVALID_INPUT = ERROR_PREFIX + "InvalidInput"
 UNKNOWN_METHOD = "org.freedesktop.DBus.Error.UnknownMethod"
 SERVICE_UNKNOWN = "org.freedesktop.DBus.Error.ServiceUnknown"
 TIMEOUT = "org.freedesktop.DBus.Error.Timeout"
@@ -403,7 +404,7 @@ class BridgeClient:
 
         Raises:
             BridgeError: the daemon answered an error (``.code`` tells which), or the arguments
-                do not match the method (``org.freedesktop.DBus.Error.InvalidArgs``).
+                do not match the method (``.code`` ``InvalidInput``).
             BridgeTimeout: no answer within ``timeout`` seconds.
             BridgeUnavailable: the daemon or the bus went away.
         """
@@ -415,7 +416,7 @@ class BridgeClient:
                 raise BridgeError(UNKNOWN_METHOD, f"the Libervia daemon has no method {name!r}")
         if len(args) != len(method.arg_names):
             raise BridgeError(
-                INVALID_ARGS,
+                INVALID_INPUT,
                 f"{method.describe()} takes {len(method.arg_names)} arguments, got {len(args)}",
             )
         body = list(args)
@@ -423,7 +424,7 @@ class BridgeClient:
             get_signature_tree(method.in_signature).verify(body)
         except Exception as e:
             raise BridgeError(
-                INVALID_ARGS, f"{method.describe()} [signature {method.in_signature!r}]: {e}"
+                INVALID_INPUT, f"{method.describe()} [signature {method.in_signature!r}]: {e}"
             ) from None
         msg = Message(
             destination=BUS_NAME,

@@ -68,7 +68,7 @@ def test_unexpected_exception_is_internal_without_details(
 
 def test_invalid_args_and_not_implemented() -> None:
     assert errors.to_dbus_error(errors.InvalidArgs("bad")) == (
-        "org.freedesktop.DBus.Error.InvalidArgs",
+        "org.libervia.Libervia.Error.InvalidInput",
         "bad",
     )
     assert errors.to_dbus_error(NotImplementedError())[0] == (

@@ -149,7 +149,7 @@ async def test_wrong_arguments_are_invalid_args() -> None:
     bridge, bus, handlers = make_bridge()
     msg = call(bridge, "profiles_list_get", "si", ["x", 1])
     reply = reply_to(bus, msg)
-    assert reply.error_name == "org.freedesktop.DBus.Error.InvalidArgs"
+    assert reply.error_name == "org.libervia.Libervia.Error.InvalidInput"
     assert "profiles_list_get expects (clients: b, components: b)" in reply.body[0]
     assert "got (s, i)" in reply.body[0]
     assert handlers.calls == []
