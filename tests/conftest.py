@@ -8,9 +8,10 @@ objects need a real asyncio task).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 import pytest_twisted
@@ -39,3 +40,16 @@ def aio(fn: Callable[..., Coroutine[Any, Any, Any]]) -> Callable[..., Any]:
         return as_deferred(fn(*args, **kwargs))
 
     return wrapper
+
+
+def turns(seconds: float = 60.0) -> Iterator[int]:
+    """Event-loop turns for a test yielding (``await asyncio.sleep(0)``) until something
+    done in a thread (the database) or in later turns shows up: numbered, for as long as
+    ``seconds`` of loop time pass (a bound in time, not in turns: a loaded machine needs
+    more turns for the same work)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    count = 0
+    while loop.time() < deadline:
+        yield count
+        count += 1

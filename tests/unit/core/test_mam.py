@@ -11,7 +11,7 @@ from twisted.words.protocols.jabber.jid import JID
 from libervia.backend.core.exceptions import InvalidInput
 from libervia.backend.memory.sqla import HistoryMessage
 from libervia.backend.plugins.plugin_xep_0313 import xmpp_datetime
-from tests.conftest import aio
+from tests.conftest import aio, turns
 from tests.unit.core.fakes import FakeReactor, logged_in, started_host
 
 ALICE = "alice@localhost/pc"
@@ -65,7 +65,7 @@ def fin(iq_id: str, first: str, last: str, complete: bool) -> str:
 async def one_query(stream) -> tuple[str, str]:
     """The only stanza sent: an archive query; its XML and iq id."""
     got: list[str] = []
-    for _ in range(100_000):  # the catch-up reads the database first (a thread): yield
+    for _ in turns():  # the catch-up reads the database first (a thread): yield
         got += [s for s in stream.sent_xml() if not s.startswith("<presence")]
         if got:
             break

@@ -14,7 +14,7 @@ from libervia.backend.core.exceptions import InvalidInput, XMPPError
 from libervia.backend.plugins.plugin_xep_0059 import RSMRequest, RSMResponse
 from libervia.backend.plugins.plugin_xep_0060 import ItemsResult
 from libervia.backend.tools import xml as xml_tools
-from tests.conftest import aio
+from tests.conftest import aio, turns
 from tests.unit.core.fakes import logged_in, started_host
 
 ALICE = "alice@localhost/pc"
@@ -39,7 +39,7 @@ async def started(tmp_path: Path):
 async def request(stream, coro_or_task):
     """Start a call, return (task, the stanza it sent as XML, its id)."""
     task = asyncio.ensure_future(coro_or_task)
-    for _ in range(100_000):  # the cache's trigger reads the database (a thread) first
+    for _ in turns():  # the cache's trigger reads the database (a thread) first
         await asyncio.sleep(0)
         sent = stream.sent_xml()
         if sent:

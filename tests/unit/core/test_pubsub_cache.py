@@ -15,7 +15,7 @@ from twisted.words.xish import domish
 from libervia.backend.core.exceptions import InvalidInput, NotFound
 from libervia.backend.memory.sqla_mapping import SyncState
 from libervia.backend.plugins.plugin_xep_0059 import RSMRequest
-from tests.conftest import aio
+from tests.conftest import aio, turns
 from tests.unit.core.fakes import logged_in, started_host
 
 ALICE = "alice@localhost/pc"
@@ -149,7 +149,7 @@ async def started(tmp_path: Path, rsm: bool = True, **analyser: Any):
 async def run(service: FakePubsub, coro: Any) -> Any:
     """Run a call while the fake service answers."""
     task = asyncio.ensure_future(coro)
-    for _ in range(100_000):
+    for _ in turns():
         service.pump()
         if task.done():
             return task.result()
@@ -159,7 +159,7 @@ async def run(service: FakePubsub, coro: Any) -> Any:
 
 async def settle(service: FakePubsub, cache: Any, client: Any) -> None:
     """Until background synchronisations and queued notifications are done."""
-    for _ in range(100_000):
+    for _ in turns():
         service.pump()
         await asyncio.sleep(0)
         tail = client.extra.get("XEP-0060_events_tail")
@@ -271,7 +271,7 @@ async def test_notifications_during_synchronisation_are_applied_after_it(tmp_pat
             service.publish("notes", f"n{n}", f"note {n}")
         service.hold.add("subscribe")
         sync = asyncio.ensure_future(cache.synchronise(client, SERVICE, "notes"))
-        for _ in range(100_000):  # until the subscription is asked: the sync is running
+        for _ in turns():  # until the subscription is asked: the sync is running
             service.pump()
             if service.held:
                 break

@@ -15,7 +15,7 @@ import pytest
 from twisted.words.protocols.jabber.jid import JID
 
 from libervia.backend.core.exceptions import InvalidInput
-from tests.conftest import aio
+from tests.conftest import aio, turns
 from tests.unit.core.fakes import FakeStream
 from tests.unit.jingle.helpers import (
     ALICE,
@@ -43,7 +43,7 @@ def emitted(host: Any, signal: str) -> list[tuple[Any, ...]]:
 async def until(condition: Any, what: str, pump: Any = None) -> None:
     """Yield to the loop (and pump the wire) until ``condition()``; no real time passes
     except for the file hashing thread."""
-    for _ in range(20_000):
+    for _ in turns():
         if pump is not None:
             pump()
         if condition():
