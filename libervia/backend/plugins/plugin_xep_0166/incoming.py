@@ -516,6 +516,9 @@ class Incoming:
         content.transport_data = None
         transport.parse_offer(client, session, content, element.transport)
         content.tried_transports.append(transport.namespace)
+        # a content not accepted yet (a responder replacing before its session-accept)
+        # starts with the session-accept, which may arrive before our ack is answered
+        started_here = content.accepted
 
         async def accept() -> None:
             answer = await transport.accept(client, session, content)
@@ -525,7 +528,7 @@ class Incoming:
                 Action.TRANSPORT_ACCEPT,
                 [ContentElement(content.creator, content.name, transport=answer)],
             )
-            if content.accepted:
+            if started_here:
                 plugin.start_transport(client, session, content)
 
         return accept
@@ -549,11 +552,13 @@ class Incoming:
         transport.parse_accept(client, session, content, element)
         content.transport = transport
         content.replacing = None
+        # not accepted yet: our session-accept starts it (see replace_before_accept)
+        started_here = content.accepted
         if content.replace_answer is not None and not content.replace_answer.done():
             content.replace_answer.set_result(True)
 
         async def start() -> None:
-            if content.accepted:
+            if started_here:
                 self.plugin.start_transport(client, session, content)
 
         return start
