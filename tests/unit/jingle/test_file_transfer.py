@@ -575,14 +575,16 @@ async def test_bare_jid_goes_to_the_best_device(tmp_path: Path) -> None:
     plugin = host.plugins["XEP-0234"]
     try:
         with pytest.raises(NotFound):
-            plugin.resolve_peer(client, JID("bob@localhost"))
+            plugin.jingle.resolve_peer(client, JID("bob@localhost"))
         stream.receive(f"<presence from='{BOB}' to='{ALICE}'><priority>5</priority></presence>")
         stream.receive(
             f"<presence from='bob@localhost/pc' to='{ALICE}'><priority>1</priority></presence>"
         )
         await settle()
-        assert plugin.resolve_peer(client, JID("bob@localhost")) == JID(BOB)
-        assert plugin.resolve_peer(client, JID("bob@localhost/pc")) == JID("bob@localhost/pc")
+        assert plugin.jingle.resolve_peer(client, JID("bob@localhost")) == JID(BOB)
+        assert plugin.jingle.resolve_peer(client, JID("bob@localhost/pc")) == JID(
+            "bob@localhost/pc"
+        )
     finally:
         await host.stop()
 

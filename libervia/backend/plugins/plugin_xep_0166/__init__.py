@@ -241,6 +241,26 @@ class XEP_0166:  # noqa: N801 - plugin classes are named after their XEP
 
     # --- sessions ---------------------------------------------------------------------------
 
+    def resolve_peer(self, client: Any, peer: JID) -> JID:
+        """A full JID for Jingle: a bare JID becomes its available resource of highest
+        priority.
+
+        Raises:
+            NotFound: a bare JID without any available resource known.
+        """
+        if peer.resource:
+            return peer
+        statuses = getattr(client.presence, "statuses", {}) or {}
+        resources = statuses.get(peer.userhost(), {})
+        best = None
+        for resource, status in resources.items():
+            priority = status[1] if isinstance(status, tuple) and len(status) > 1 else 0
+            if resource and (best is None or (priority or 0) > best[0]):
+                best = ((priority or 0), resource)
+        if best is None:
+            raise NotFound(f"{peer.full()} has no available device: give a full JID")
+        return JID(tuple=(peer.user, peer.host, best[1]))
+
     def sessions(self, client: Any) -> dict[tuple[str, str], Session]:
         """The live sessions of a profile, by (peer full JID, sid)."""
         sessions: dict[tuple[str, str], Session] = client.extra.setdefault(SESSIONS_KEY, {})

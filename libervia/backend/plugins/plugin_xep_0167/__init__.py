@@ -79,27 +79,6 @@ class XEP_0167:  # noqa: N801 - plugin classes are named after their XEP
 
     # --- helpers ----------------------------------------------------------------------------
 
-    @staticmethod
-    def resolve_peer(client: Any, peer: JID) -> JID:
-        """A full JID for Jingle: a bare JID becomes its available resource of highest
-        priority.
-
-        Raises:
-            NotFound: a bare JID without any available resource known.
-        """
-        if peer.resource:
-            return peer
-        statuses = getattr(client.presence, "statuses", {}) or {}
-        resources = statuses.get(peer.userhost(), {})
-        best: tuple[int, str] | None = None
-        for resource, status in resources.items():
-            priority = status[1] if isinstance(status, tuple) and len(status) > 1 else 0
-            if resource and (best is None or (priority or 0) > best[0]):
-                best = ((priority or 0), resource)
-        if best is None:
-            raise NotFound(f"{peer.full()} has no available device: give a full JID")
-        return JID(tuple=(peer.user, peer.host, best[1]))
-
     def find_call(self, client: Any, session_id: str) -> Session:
         """Our live call of that sid.
 
@@ -145,7 +124,7 @@ class XEP_0167:  # noqa: N801 - plugin classes are named after their XEP
                 raise InvalidInput(f"media {media.name!r} has no payload type")
             if not media.name or len(media.name) > 256:
                 raise InvalidInput("every media needs a mid of at most 256 characters")
-        peer = self.resolve_peer(client, peer)
+        peer = self.jingle.resolve_peer(client, peer)
         session = self.jingle.create_session(client, peer)
         for media in description.media:
             content = self.jingle.add_content(

@@ -100,26 +100,6 @@ class XEP_0234:  # noqa: N801 - plugin classes are named after their XEP
             return Path(value).expanduser()
         return Path(self.host.config.local_dir) / "downloads"
 
-    def resolve_peer(self, client: Any, peer: JID) -> JID:
-        """A full JID for Jingle: a bare JID becomes its available resource of highest
-        priority.
-
-        Raises:
-            NotFound: a bare JID without any available resource known.
-        """
-        if peer.resource:
-            return peer
-        statuses = getattr(client.presence, "statuses", {}) or {}
-        resources = statuses.get(peer.userhost(), {})
-        best = None
-        for resource, status in resources.items():
-            priority = status[1] if isinstance(status, tuple) and len(status) > 1 else 0
-            if resource and (best is None or (priority or 0) > best[0]):
-                best = ((priority or 0), resource)
-        if best is None:
-            raise NotFound(f"{peer.full()} has no available device: give a full JID")
-        return JID(tuple=(peer.user, peer.host, best[1]))
-
     async def file_send(
         self,
         client: Any,
@@ -159,7 +139,7 @@ class XEP_0234:  # noqa: N801 - plugin classes are named after their XEP
         if jmi and "XEP-0353" not in self.host.plugins:
             raise InvalidInput("Jingle Message Initiation (XEP-0353) is not available")
         if not jmi:
-            peer = self.resolve_peer(client, peer)
+            peer = self.jingle.resolve_peer(client, peer)
         if file_data is not None and not path.exists():
             info = self._remote_file(name or path.name, desc, file_data)
             path_sent: Path | None = None
@@ -371,7 +351,7 @@ class XEP_0234:  # noqa: N801 - plugin classes are named after their XEP
             directory, save_as = path, name or "file"
         else:
             directory, save_as = path.parent, path.name
-        peer = self.resolve_peer(client, peer)
+        peer = self.jingle.resolve_peer(client, peer)
         info = FileInfo(name=name or "", hashes=selector)
         session = self.jingle.create_session(client, peer)
         transfer = Transfer("in", info, time_ordered_uuid(), float(client.reactor.seconds()))
