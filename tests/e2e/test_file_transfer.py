@@ -617,20 +617,15 @@ async def _bus_has_pid(address: str, pid: int) -> bool:
         bus.disconnect()
 
 
-async def li_transfer(
-    world: World, bus: DBusDaemon, tmp_path: Path, to: str, *options: str
-) -> tuple[dict[str, Any], dict[str, Any], str]:
-    """``li file receive ALICE --yes --path DIR -p bob -O json`` waits for a file, which
-    ``li file send TO FILE -p alice -O json OPTIONS`` sends: (send result, receive result,
-    the file's sha-256), both commands having succeeded."""
-    source = tmp_path / f"through li{'-'.join(options)}.bin"
-    expected = make_file(source, 2 * MB)
-    inbox = tmp_path / "inbox"
-    inbox.mkdir()
+async def li_send_while_receiving(
+    bus: DBusDaemon, receive: list[str], send: list[str], timeout: float = 60
+) -> tuple[subprocess.CompletedProcess[str], subprocess.CompletedProcess[str]]:
+    """Start ``li`` with the ``receive`` arguments, wait until it is on the bus (and
+    subscribed), run ``li`` with the ``send`` arguments, then wait for the receiver: both
+    completed processes (text output), the receiver killed if it hangs."""
     env = {**os.environ, "DBUS_SESSION_BUS_ADDRESS": bus.address, "NO_COLOR": "1"}
-    receive_cmd = [*LI, "file", "receive", world.alice.jid, "--yes", "--path", str(inbox)]
     receiver = subprocess.Popen(
-        [*receive_cmd, "-p", "bob", "-O", "json"],
+        [*LI, *receive],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -647,19 +642,39 @@ async def li_transfer(
         await asyncio.sleep(1)  # its signal subscriptions, made right after connecting
         sent = await asyncio.to_thread(
             subprocess.run,
-            [*LI, "file", "send", to, str(source), "-p", "alice", "-O", "json", *options],
+            [*LI, *send],
             capture_output=True,
             text=True,
             env=env,
-            timeout=60,
+            timeout=timeout,
         )
-        assert sent.returncode == C.EXIT_OK, (sent.stdout, sent.stderr)
-        out, err = await asyncio.to_thread(receiver.communicate, timeout=60)
+        out, err = await asyncio.to_thread(receiver.communicate, timeout=timeout)
     finally:
         if receiver.poll() is None:
             receiver.kill()
             receiver.wait()
-    assert receiver.returncode == C.EXIT_OK, (out, err)
+    return sent, subprocess.CompletedProcess(receiver.args, receiver.returncode, out, err)
+
+
+async def li_transfer(
+    world: World, bus: DBusDaemon, tmp_path: Path, to: str, *options: str
+) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """``li file receive ALICE --yes --path DIR -p bob -O json`` waits for a file, which
+    ``li file send TO FILE -p alice -O json OPTIONS`` sends: (send result, receive result,
+    the file's sha-256), both commands having succeeded."""
+    source = tmp_path / f"through li{'-'.join(options)}.bin"
+    expected = make_file(source, 2 * MB)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    sent, received = await li_send_while_receiving(
+        bus,
+        ["file", "receive", world.alice.jid, "--yes", "--path", str(inbox), "-p", "bob"]
+        + ["-O", "json"],
+        ["file", "send", to, str(source), "-p", "alice", "-O", "json", *options],
+    )
+    assert sent.returncode == C.EXIT_OK, (sent.stdout, sent.stderr)
+    out, err = received.stdout, received.stderr
+    assert received.returncode == C.EXIT_OK, (out, err)
     assert "Traceback" not in err and "Traceback" not in sent.stderr
     (result,) = json.loads(sent.stdout)
     got = json.loads(out)

@@ -12,10 +12,7 @@ SOCKS5, which ``li file receive --webrtc`` takes as well.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +27,7 @@ from tests.conftest import aio, run
 from tests.dbus import DBusDaemon
 from tests.e2e.daemon import Daemon, Recorder, make_account, unique
 from tests.e2e.prosody import Prosody
-from tests.e2e.test_cli import LI
-from tests.e2e.test_file_transfer import _bus_has_pid
+from tests.e2e.test_file_transfer import li_send_while_receiving
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -101,40 +97,16 @@ async def li_transfer(
     expected = make_file(source, size)
     inbox = tmp_path / "inbox"
     inbox.mkdir()
-    env = {**os.environ, "DBUS_SESSION_BUS_ADDRESS": bus.address, "NO_COLOR": "1"}
-    receiver = subprocess.Popen(
-        [*LI, "file", "receive", world.alice, "--yes", "--path", str(inbox), "-p", "bob"]
+    sent, received = await li_send_while_receiving(
+        bus,
+        ["file", "receive", world.alice, "--yes", "--path", str(inbox), "-p", "bob"]
         + ["-O", "json", *receive_options],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
+        ["file", "send", world.bob_full, str(source), "-p", "alice", "-O", "json"] + send_options,
+        timeout=120,
     )
-    try:
-        loop = asyncio.get_running_loop()
-        end = loop.time() + 20
-        while not await _bus_has_pid(bus.address, receiver.pid):
-            assert receiver.poll() is None, receiver.communicate()
-            assert loop.time() < end, "li file receive did not connect"
-            await asyncio.sleep(0.1)
-        await asyncio.sleep(1)  # its signal subscriptions, made right after connecting
-        sent = await asyncio.to_thread(
-            subprocess.run,
-            [*LI, "file", "send", world.bob_full, str(source), "-p", "alice", "-O", "json"]
-            + send_options,
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=120,
-        )
-        out, err = await asyncio.to_thread(receiver.communicate, timeout=120)
-    finally:
-        if receiver.poll() is None:
-            receiver.kill()
-            receiver.wait()
+    out, err = received.stdout, received.stderr
     assert sent.returncode == C.EXIT_OK, (sent.stdout, sent.stderr, world.daemon.logs()[-3000:])
-    assert receiver.returncode == C.EXIT_OK, (out, err)
+    assert received.returncode == C.EXIT_OK, (out, err)
     assert "Traceback" not in err and "Traceback" not in sent.stderr
     (result,) = json.loads(sent.stdout)
     got = json.loads(out)
