@@ -129,3 +129,28 @@ async def test_disco_features(tmp_path: Path) -> None:
     finally:
         await ha.stop()
         await hb.stop()
+
+
+@aio
+async def test_selected_pair_told_with_remote_candidate(tmp_path: Path) -> None:
+    """Once ICE completed, the initiator's frontend tells the pair it selected: a
+    transport-info with <remote-candidate/> (XEP-0176), relayed to the peer's frontend."""
+    (ha, ca), (hb, cb), wire, sid = await accepted(tmp_path)
+    try:
+        before = len(emitted(hb, "ice_candidates_new"))
+        selected = {"component_id": 1, "address": "127.0.0.1", "port": 38214}
+        await add(ha, ca, wire, sid, {"0": {"candidates": [], "remote_candidate": selected}})
+        info = [x for x in jingle_log(wire) if "<remote-candidate" in x]
+        assert len(info) == 1 and "component='1' ip='127.0.0.1' port='38214'" in info[0]
+        await until(lambda: len(emitted(hb, "ice_candidates_new")) > before, "told", wire.pump)
+        relayed = json.loads(emitted(hb, "ice_candidates_new")[-1][1])["0"]
+        assert relayed["remote_candidate"] == selected and relayed["candidates"] == []
+        # only the initiator selects; a malformed pair is refused
+        with pytest.raises(InvalidInput, match="initiator"):
+            await add(hb, cb, wire, sid, {"0": {"remote_candidate": selected}})
+        for bad in ("x", {"address": "127.0.0.1"}, {"address": "a b", "port": 1}):
+            with pytest.raises(InvalidInput):
+                await add(ha, ca, wire, sid, {"0": {"remote_candidate": bad}})
+    finally:
+        await ha.stop()
+        await hb.stop()

@@ -12,7 +12,8 @@ Jingle and back (:mod:`libervia.backend.tools.webrtc`) and relays ICE candidates
   replaced by another one: ``"fallback": true``) ended.
 
 ``candidates`` are serialised dicts ``{content name: {"ufrag", "pwd", "candidates": [...],
-"restart": bool}}``, candidates as :meth:`~libervia.backend.tools.webrtc.model.Candidate.to_dict`.
+"restart": bool, "remote_candidate"?: {"component_id", "address", "port"}}}`` (the pair
+the initiator selected, XEP-0176 ``<remote-candidate/>``), candidates as :meth:`~libervia.backend.tools.webrtc.model.Candidate.to_dict`.
 XEP-0320 DTLS fingerprints travel in the ICE-UDP transport.
 """
 
@@ -136,14 +137,20 @@ class XEP_0176:  # noqa: N801 - plugin classes are named after their XEP
         data: IceData = content.transport_data
         assert data.remote is not None
         remote = data.remote.transport
-        payload = {
-            content.name: {
-                "ufrag": remote.ufrag,
-                "pwd": remote.pwd,
-                "candidates": [c.to_dict() for c in candidates],
-                "restart": restart,
-            }
+        media: dict[str, Any] = {
+            "ufrag": remote.ufrag,
+            "pwd": remote.pwd,
+            "candidates": [c.to_dict() for c in candidates],
+            "restart": restart,
         }
+        if data.remote_selected is not None:
+            component, address, port = data.remote_selected
+            media["remote_candidate"] = {
+                "component_id": component,
+                "address": address,
+                "port": port,
+            }
+        payload = {content.name: media}
         self.host.bridge.emit(
             "ice_candidates_new", session.sid, json.dumps(payload), client.profile
         )
@@ -192,11 +199,14 @@ class XEP_0176:  # noqa: N801 - plugin classes are named after their XEP
             ufrag, pwd = value.get("ufrag"), value.get("pwd")
             if not all(v is None or isinstance(v, str) for v in (ufrag, pwd)):
                 raise InvalidInput("ufrag and pwd must be strings")
-            work.append((content, parsed, ufrag, pwd))
-        for content, parsed, ufrag, pwd in work:
+            selected = _selected(value.get("remote_candidate"))
+            work.append((content, parsed, ufrag, pwd, selected))
+        for content, parsed, ufrag, pwd, selected in work:
             transport = content.transport
             assert isinstance(transport, IceUdpTransport)
-            await transport.add_local_candidates(client, session, content, parsed, ufrag, pwd)
+            await transport.add_local_candidates(
+                client, session, content, parsed, ufrag, pwd, selected
+            )
 
     # --- bridge -----------------------------------------------------------------------------
 
@@ -265,3 +275,27 @@ class XEP_0176:  # noqa: N801 - plugin classes are named after their XEP
             ],
             doc="A WebRTC session ended, or its WebRTC transport was replaced.",
         )
+
+
+def _selected(value: Any) -> tuple[int, str, int] | None:
+    """The ``remote_candidate`` of ``ice_candidates_add``: ``{"component_id", "address",
+    "port"}`` (the peer's candidate of the selected pair).
+
+    Raises:
+        InvalidInput: malformed.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise InvalidInput("remote_candidate must be an object")
+    try:
+        component = int(value.get("component_id", 1))
+        address = str(value["address"])
+        port = int(value["port"])
+    except (KeyError, TypeError, ValueError):
+        raise InvalidInput("remote_candidate needs address and port") from None
+    if not 0 < component < 257 or not 0 < port < 65536 or not address:
+        raise InvalidInput("remote_candidate out of range")
+    if any(c.isspace() for c in address):
+        raise InvalidInput("remote_candidate address is malformed")
+    return component, address, port

@@ -65,6 +65,8 @@ class IceData:
     remote_count: int = 0
     #: ICE restarts seen from the peer
     restarts: int = 0
+    #: the pair the initiator selected (its ``<remote-candidate/>``: one of ours)
+    remote_selected: tuple[int, str, int] | None = None
 
 
 def find_media(description: SessionDescription, content: Content, kinds: tuple[str, ...]) -> Media:
@@ -207,13 +209,15 @@ class IceUdpTransport(BaseTransportHandler):
         content: Content,
         candidates: list[Candidate],
         credentials: bool = False,
+        selected: tuple[int, str, int] | None = None,
     ) -> None:
         """One transport-info (ufrag/pwd always, as XEP-0176 §4 asks; fingerprint only
-        with ``credentials``, for an ICE restart)."""
+        with ``credentials``, for an ICE restart; ``selected``: a ``<remote-candidate/>``)."""
         data = content.transport_data
         assert isinstance(data, IceData) and data.local is not None
         local = data.local.transport
         transport = IceTransport(local.ufrag, local.pwd, candidates=list(candidates))
+        transport.remote_candidate = selected
         if credentials:
             transport.fingerprint = local.fingerprint
         element = self.build_element(data.local, transport)
@@ -264,10 +268,13 @@ class IceUdpTransport(BaseTransportHandler):
             log.warning("session %s: too many candidates from %s", session.sid, session.peer)
             candidates = candidates[: max(room, 0)]
         data.remote_count += len(candidates)
+        selected = info.transport.remote_candidate
+        if selected is not None:
+            data.remote_selected = selected
         if not data.frontend_ready:
             data.in_queue.extend(candidates)
             return
-        if candidates or restart:
+        if candidates or restart or selected is not None:
             self.plugin.emit_candidates(client, session, content, candidates, restart)
 
     async def add_local_candidates(
@@ -278,11 +285,20 @@ class IceUdpTransport(BaseTransportHandler):
         candidates: list[Candidate],
         ufrag: str | None,
         pwd: str | None,
+        selected: tuple[int, str, int] | None = None,
     ) -> None:
-        """Candidates (or new credentials: an ICE restart) from the frontend."""
+        """Candidates (or new credentials: an ICE restart) from the frontend; ``selected``:
+        the peer's candidate of the pair ICE selected, sent as ``<remote-candidate/>``
+        (initiator only, XEP-0176 §5.4)."""
         data = content.transport_data
         if not isinstance(data, IceData) or data.local is None:
             raise InvalidInput(f"content {content.name!r} has no local WebRTC description")
+        if selected is not None:
+            if session.role is not Role.INITIATOR:
+                raise InvalidInput("only the initiator tells the selected candidate pair")
+            await self.send_candidates(client, session, content, [], selected=selected)
+            if not candidates and not (ufrag and pwd):
+                return
         local = data.local.transport
         restart = bool(ufrag and pwd) and (ufrag != local.ufrag or pwd != local.pwd)
         if restart:

@@ -161,11 +161,17 @@ def build_transport(transport: IceTransport, candidates: bool = False) -> domish
     if candidates:
         for candidate in transport.candidates:
             element.addChild(build_candidate(candidate))
+    if transport.remote_candidate is not None:
+        component, address, port = transport.remote_candidate
+        remote = element.addElement("remote-candidate")
+        remote["component"] = str(component)
+        remote["ip"] = address
+        remote["port"] = str(port)
     return element
 
 
 def parse_transport(element: domish.Element, require_credentials: bool = False) -> IceTransport:
-    """An ICE-UDP ``<transport/>`` (candidates included, ``remote-candidate`` ignored)."""
+    """An ICE-UDP ``<transport/>`` (candidates and ``remote-candidate`` included)."""
     if element.uri != NS_ICE_UDP or element.name != "transport":
         raise SDPError("not an ICE-UDP transport")
     transport = IceTransport(
@@ -187,7 +193,21 @@ def parse_transport(element: domish.Element, require_credentials: bool = False) 
             transport.options.append(child.name)
         elif child.uri == NS_ICE_UDP and child.name == "candidate":
             transport.candidates.append(parse_candidate(child))
+        elif child.uri == NS_ICE_UDP and child.name == "remote-candidate":
+            transport.remote_candidate = parse_remote_candidate(child)
     return transport
+
+
+def parse_remote_candidate(element: domish.Element) -> tuple[int, str, int]:
+    """(component, address, port) of a ``<remote-candidate/>``."""
+    component = _int(element, "component")
+    port = _int(element, "port")
+    address = _required(element, "ip")
+    if component is None or not 0 < component < 257 or port is None or not 0 < port < 65536:
+        raise SDPError("remote-candidate without a valid component and port")
+    if any(c.isspace() for c in address):
+        raise SDPError("remote-candidate with a malformed ip")
+    return component, address, port
 
 
 # --- webrtc-datachannel:1 wrapper ------------------------------------------------------------

@@ -115,6 +115,9 @@ class IceTransport:
     options: list[str] = field(default_factory=list)
     fingerprint: Fingerprint | None = None
     candidates: list[Candidate] = field(default_factory=list)
+    #: XEP-0176 ``<remote-candidate/>``: the peer's candidate of the pair the initiator
+    #: selected once ICE completed, as (component, address, port)
+    remote_candidate: tuple[int, str, int] | None = None
 
 
 @dataclass
