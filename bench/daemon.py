@@ -11,7 +11,10 @@ session bus or data). Measures:
    <= 0.5 s), and the same for a bare ``python -c pass`` and for importing the daemon's modules
    (the floor any start pays);
 3. the resident memory (VmRSS) of the idle daemon, 1 s after it became ready;
-4. SIGTERM to exit (clean shutdown, database closed).
+4. SIGTERM to exit (clean shutdown, database closed);
+5. the floor of the stack the daemon is built on: a fresh interpreter installing Twisted's
+   asyncio reactor and importing SQLAlchemy's asyncio ORM with aiosqlite and dbus-fast (no
+   code of ours): its time and resident memory, and the daemon's cost above them.
 """
 
 from __future__ import annotations
@@ -56,6 +59,15 @@ IMPORTS = (
     "libervia.backend.bridge.dbus, libervia.backend.bridge.adapters"
 )
 
+# the stack's floor: what any daemon on Twisted's asyncio reactor, SQLAlchemy 2's asyncio ORM
+# over aiosqlite and dbus-fast imports before a line of its own code runs
+STACK_FLOOR = (
+    "from twisted.internet import asyncioreactor; asyncioreactor.install(); "
+    "import sqlalchemy.ext.asyncio, sqlalchemy.orm, sqlalchemy.dialects.sqlite.aiosqlite, "
+    "aiosqlite, dbus_fast.aio"
+)
+PRINT_RSS = "\nprint(open('/proc/self/status').read().split('VmRSS:')[1].split()[0])"
+
 
 async def time_to_ready(bus: MessageBus, command: list[str], env: dict[str, str]) -> tuple:
     """Spawn the daemon; seconds until ready_get answers, and the process."""
@@ -97,6 +109,14 @@ def subprocess_seconds(args: list[str]) -> float:
     return time.perf_counter() - t0
 
 
+def floor_rss_kib(code: str) -> int:
+    """Resident memory (KiB) of a fresh interpreter once ``code`` has run."""
+    result = subprocess.run(
+        [sys.executable, "-c", code + PRINT_RSS], check=True, capture_output=True, text=True
+    )
+    return int(result.stdout.split()[-1])
+
+
 async def bench(runs: int, directory: Path, address: str) -> dict[str, Any]:
     config = directory / "libervia.conf"
     config.write_text(f"[DEFAULT]\nlocal_dir = {directory / 'local'}\nlog_level = WARNING\n")
@@ -118,6 +138,7 @@ async def bench(runs: int, directory: Path, address: str) -> dict[str, Any]:
         bus.disconnect()
     python = [subprocess_seconds([sys.executable, "-c", "pass"]) for _ in range(runs)]
     imports = [subprocess_seconds([sys.executable, "-c", IMPORTS]) for _ in range(runs)]
+    stack = [subprocess_seconds([sys.executable, "-c", STACK_FLOOR]) for _ in range(runs)]
     return {
         "first_start_create_db_s": first,
         "start_to_ready_median_s": statistics.median(starts),
@@ -127,6 +148,10 @@ async def bench(runs: int, directory: Path, address: str) -> dict[str, Any]:
         "imports_median_s": statistics.median(imports),
         "idle_rss_median_mib": statistics.median(rss) / 1024,
         "sigterm_to_exit_median_s": statistics.median(stops),
+        "stack_floor_median_s": statistics.median(stack),
+        "stack_floor_min_s": min(stack),
+        "stack_floor_rss_mib": floor_rss_kib(STACK_FLOOR) / 1024,
+        "python_rss_mib": floor_rss_kib("pass") / 1024,
     }
 
 
@@ -163,6 +188,18 @@ def main() -> int:
     print(f"SIGTERM -> exit:                  {figures['sigterm_to_exit_median_s'] * 1000:7.0f} ms")
     ratio = figures["imports_median_s"] / figures["start_to_ready_median_s"]
     print(f"ratio imports / start-to-ready:   {ratio:7.2f}")
+    floor_s, floor_mib = figures["stack_floor_median_s"], figures["stack_floor_rss_mib"]
+    print(
+        f"stack floor (reactor + SQLAlchemy asyncio ORM/aiosqlite + dbus-fast, no code of ours):"
+        f"\n  start {floor_s * 1000:.0f} ms median (min {figures['stack_floor_min_s'] * 1000:.0f}),"
+        f" RSS {floor_mib:.1f} MiB (python alone {figures['python_rss_mib']:.1f} MiB)"
+    )
+    print(
+        f"daemon above the floor:           "
+        f"{(figures['start_to_ready_median_s'] - floor_s) * 1000:+7.0f} ms, "
+        f"{figures['idle_rss_median_mib'] - floor_mib:+.1f} MiB "
+        f"(start ratio {figures['start_to_ready_median_s'] / floor_s:.2f})"
+    )
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
     return 0

@@ -363,6 +363,16 @@ def test_daemon_benchmark_runs(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     figures = json.loads(out.read_text())
-    for key in ("first_start_create_db_s", "start_to_ready_median_s", "idle_rss_median_mib"):
+    for key in (
+        "first_start_create_db_s",
+        "start_to_ready_median_s",
+        "idle_rss_median_mib",
+        "stack_floor_median_s",
+        "stack_floor_rss_mib",
+    ):
         assert figures[key] > 0, key
+    # the floor is a floor: the interpreter alone is lighter, the daemon heavier
+    assert figures["python_rss_mib"] < figures["stack_floor_rss_mib"]
+    assert figures["stack_floor_rss_mib"] < figures["idle_rss_median_mib"]
     assert "fg -> ready_get, existing db" in result.stdout
+    assert "daemon above the floor" in result.stdout

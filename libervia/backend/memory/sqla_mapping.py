@@ -23,7 +23,6 @@ from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from twisted.words.protocols.jabber import jid
@@ -44,15 +43,36 @@ FTS_OBJECT_NAMES = frozenset(
     {"message_fts", "pubsub_items_fts", "ix_message_fts", "ix_pubsub_items_fts"}
 )
 
-#: JSON everywhere, JSONB on PostgreSQL (indexable, keys queryable with operators)
-JSON_TYPE = sa.JSON(none_as_null=True).with_variant(
-    postgresql.JSONB(none_as_null=True), "postgresql"
-)
+
+class JSONType(sa.TypeDecorator[Any]):
+    """JSON everywhere, JSONB on PostgreSQL (indexable, keys queryable with operators).
+
+    A type decorator rather than ``JSON().with_variant(postgresql.JSONB(), "postgresql")``:
+    the PostgreSQL dialect (~50 ms of imports, with asyncpg's) is only imported by a
+    PostgreSQL engine, never on the SQLite start path (doc/benchmarks.rst, "Daemon start").
+    """
+
+    impl = sa.JSON
+    cache_ok = True
+
+    def __init__(self, none_as_null: bool = True) -> None:
+        super().__init__(none_as_null=none_as_null)
+        #: JSON(none_as_null=False) stores Python None as JSON null: tell the ORM to bind it
+        self.should_evaluate_none = not none_as_null
+
+    def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import JSONB
+
+            return dialect.type_descriptor(JSONB(none_as_null=self.impl.none_as_null))
+        return dialect.type_descriptor(self.impl)
+
+
+#: JSON columns (SQL NULL for Python None)
+JSON_TYPE = JSONType(none_as_null=True)
 
 #: JSON for values that may be JSON ``null`` (Python None is stored as JSON null, not SQL NULL)
-JSON_VALUE_TYPE = sa.JSON(none_as_null=False).with_variant(
-    postgresql.JSONB(none_as_null=False), "postgresql"
-)
+JSON_VALUE_TYPE = JSONType(none_as_null=False)
 
 
 class JID(sa.TypeDecorator[jid.JID]):

@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from libervia.backend.core.exceptions import InvalidInput
@@ -103,7 +103,7 @@ class Database:
     def insert(self, table: Any) -> Any:
         """Engine-specific INSERT (for ``on_conflict_do_nothing`` / ``on_conflict_do_update``)."""
         if self.dialect == "postgresql":
-            return postgresql.insert(table)
+            return _postgresql().insert(table)
         return sqlite.insert(table)
 
     @asynccontextmanager
@@ -123,7 +123,7 @@ class Database:
         first); PostgreSQL: ``ON CONFLICT DO NOTHING``.
         """
         if self.dialect == "postgresql":
-            return postgresql.insert(table).on_conflict_do_nothing()
+            return _postgresql().insert(table).on_conflict_do_nothing()
         return sa.insert(table).prefix_with("OR IGNORE")
 
     def fts_param(self, text: str) -> str:
@@ -174,3 +174,10 @@ def fts5_query(text: str) -> str:
     if not words:
         return '""'
     return " ".join('"' + word.replace('"', '""') + '"' for word in words)
+
+
+def _postgresql() -> Any:
+    """SQLAlchemy's PostgreSQL dialect, imported by PostgreSQL engines only (~50 ms)."""
+    from sqlalchemy.dialects import postgresql
+
+    return postgresql

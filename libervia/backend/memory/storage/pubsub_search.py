@@ -40,7 +40,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 
 from libervia.backend.core.exceptions import InvalidInput
 from libervia.backend.memory.sqla_mapping import PubsubItem, PubsubNode
@@ -148,7 +147,9 @@ def _array_contains(db: Database, path: tuple[str | int, ...], value: Any) -> An
         raise InvalidInput("contains/overlap values must be strings, numbers or booleans")
     if db.dialect == "postgresql":
         # the JSONB comparator binds [value] as JSONB (a str cast to JSONB would be encoded twice)
-        return sa.type_coerce(PubsubItem.parsed[path], postgresql.JSONB).contains([value])
+        from sqlalchemy.dialects.postgresql import JSONB  # only on PostgreSQL engines
+
+        return sa.type_coerce(PubsubItem.parsed[path], JSONB).contains([value])
     # json_each() also walks objects and scalars, and gives true/false as 1/0: check that PATH
     # is an array, and compare the JSON types of its elements too
     sqlite_path = _sqlite_path(path)
