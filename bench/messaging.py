@@ -132,14 +132,14 @@ class ProfiledDaemon(Daemon):
     """The daemon, optionally under ``python -m cProfile -o FILE`` (written on SIGTERM)."""
 
     def __init__(self, directory: Path, bus_address: str, profile: Path | None) -> None:
-        super().__init__(directory, bus_address)
+        # with compiled bytecode, as an installed daemon (the first start writes it)
+        super().__init__(directory, bus_address, bytecode_dir=directory / "pycache")
         self.profile = profile
 
     def start(self) -> float:
         if self.profile is None:
             return super().start()
-        env = {**os.environ, "DBUS_SESSION_BUS_ADDRESS": self.bus_address}
-        env.pop("LIBERVIA_CONFIG", None)
+        env = self.environment()
         command = [sys.executable, "-m", "cProfile", "-o", str(self.profile)]
         command += ["-m", "libervia.backend", "-c", str(self.config), "fg"]
         started = time.monotonic()

@@ -29,8 +29,12 @@ class Daemon:
         bus_address: str,
         extra_config: str = "",
         log_level: str = "INFO",
+        bytecode_dir: Path | None = None,
     ) -> None:
         self.directory = directory
+        #: run as an installed daemon, with compiled bytecode (written there by the first start)
+        #: instead of compiling our modules at each start under PYTHONDONTWRITEBYTECODE
+        self.bytecode_dir = bytecode_dir
         self.bus_address = bus_address
         self.config = directory / "libervia.conf"
         self.config.write_text(
@@ -39,10 +43,18 @@ class Daemon:
         self.log = directory / "daemon.log"
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> float:
-        """Start the process; returns the monotonic time it was spawned at."""
+    def environment(self) -> dict[str, str]:
+        """The daemon's environment: ours, on its bus, without the user's config."""
         env = {**os.environ, "DBUS_SESSION_BUS_ADDRESS": self.bus_address}
         env.pop("LIBERVIA_CONFIG", None)
+        if self.bytecode_dir is not None:
+            env.pop("PYTHONDONTWRITEBYTECODE", None)
+            env["PYTHONPYCACHEPREFIX"] = str(self.bytecode_dir)
+        return env
+
+    def start(self) -> float:
+        """Start the process; returns the monotonic time it was spawned at."""
+        env = self.environment()
         started = time.monotonic()
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
