@@ -674,6 +674,11 @@ class XEP_0260(BaseTransportHandler):  # noqa: N801 - plugin classes are named a
         assert sink is not None
         # our ByteStream hands whole buffers without copying; asyncio's reader (tests) reads
         read = getattr(stream.reader, "read_chunk", stream.reader.read)
+        # a sink lending its own receive buffers (recycled: none allocated per chunk)
+        use_buffers = getattr(stream.reader, "use_buffers", None)
+        receive_buffer = getattr(sink, "receive_buffer", None)
+        if use_buffers is not None and receive_buffer is not None:
+            use_buffers(receive_buffer)
         try:
             while chunk := await read(CHUNK_SIZE):
                 await sink.write(chunk)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import hashlib
+import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -56,3 +60,112 @@ async def test_abort_drops_the_rest(tmp_path: Path) -> None:
     await writer.write(b"late")  # queued after the end: never written
     await writer.finish()
     assert written == [] and writer.finished
+
+
+class Gated:
+    """A file whose writes wait for ``gate`` (the writer thread is held)."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.data = bytearray()
+
+    def write(self, data: bytes) -> None:
+        self.gate.wait(10)
+        self.data += data
+
+
+@aio
+async def test_lent_buffers_come_back_once_written_and_hashed(monkeypatch) -> None:
+    """A buffer lent to the transport is not lent again while its bytes wait to be
+    written and hashed (the transport would overwrite them); once they are, it is (no
+    new buffer allocated per chunk)."""
+    monkeypatch.setattr(writer_module, "MAX_PENDING", 1)  # write() returns once room
+    file = Gated()
+    hasher = hashlib.sha256()
+    writer = DiskWriter(file, lambda: hasher)  # type: ignore[arg-type]
+    first = writer.buffer(4)
+    assert first is not None
+    first[:] = b"abcd"
+    await writer.write(first[:2])  # a buffer may come back in several chunks
+    second = writer.buffer(4)  # "ab" is held by the writer thread
+    assert second is not None and second.obj is not first.obj
+    asyncio.get_running_loop().call_soon(file.gate.set)
+    await writer.write(first[2:])  # returns once "ab" is written and hashed
+    second[:] = b"END!"
+    await writer.write(second)  # ... once "cd" is
+    third = writer.buffer(4)
+    assert third is not None and third.obj is first.obj
+    await writer.finish()
+    assert bytes(file.data) == b"abcdEND!"
+    assert hasher.digest() == hashlib.sha256(b"abcdEND!").digest()
+    assert writer.buffer(4) is None  # finished: nothing more lent
+
+
+@aio
+async def test_lending_stops_when_buffers_do_not_come_back(monkeypatch) -> None:
+    """A transport that does not give the lent buffers back (not the contract) gets no
+    more than MAX_LENT of them, then None (it uses its own)."""
+    monkeypatch.setattr(writer_module, "MAX_LENT", 3)
+    writer = DiskWriter(Gated(), lambda: None)  # type: ignore[arg-type]
+    assert all(writer.buffer(8) is not None for _ in range(3))
+    assert writer.buffer(8) is None
+    writer.abort()
+    await writer.finish()
+
+
+def test_reserve_allocates_or_reports_a_full_disk(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "f.part"
+    with path.open("wb") as f:
+        writer_module.reserve(f.fileno(), 12345)
+        assert os.fstat(f.fileno()).st_size == 12345
+
+        def full(fd: int, offset: int, size: int) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(os, "posix_fallocate", full)
+        with pytest.raises(OSError, match="No space"):
+            writer_module.reserve(f.fileno(), 10)
+
+        def unsupported(fd: int, offset: int, size: int) -> None:
+            raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+
+        monkeypatch.setattr(os, "posix_fallocate", unsupported)
+        writer_module.reserve(f.fileno(), 10)  # not an error: nothing reserved
+        copy = os.dup(f.fileno())
+        writer_module.reserve(copy, 10, close=True)
+        with pytest.raises(OSError):
+            os.fstat(copy)
+
+
+def test_move_into_place_over_the_placeholder(tmp_path: Path, monkeypatch) -> None:
+    """The placeholder is replaced by the received file (the same inode: linked, not
+    copied; no rename over an existing file), the partial name is gone; without hard
+    links, or when the name is taken meanwhile, it is renamed over it."""
+    partial, final = tmp_path / "a.part", tmp_path / "a"
+    partial.write_bytes(b"data")
+    final.touch()
+    inode = partial.stat().st_ino
+    renames: list[tuple[Path, Path]] = []
+    real_replace = os.replace
+
+    def replace(src: Path, dst: Path) -> None:
+        renames.append((src, dst))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    writer_module.move_into_place(partial, final, placeholder=True)
+    assert final.read_bytes() == b"data" and final.stat().st_ino == inode
+    assert not partial.exists() and renames == []
+
+    def no_links(src: Path, dst: Path) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    partial.write_bytes(b"other")
+    writer_module.move_into_place(partial, final, placeholder=True)
+    assert final.read_bytes() == b"other" and not partial.exists()
+    assert renames == [(partial, final)]
+    # overwrite asked (no placeholder): the existing file is replaced atomically
+    partial.write_bytes(b"third")
+    writer_module.move_into_place(partial, final, placeholder=False)
+    assert final.read_bytes() == b"third" and len(renames) == 2

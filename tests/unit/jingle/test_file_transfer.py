@@ -4,6 +4,7 @@ IBB), and one host facing literal XML (hostile or broken peers)."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import json
 import os
@@ -672,5 +673,39 @@ async def test_overwrite_only_when_asked_and_only_on_success(tmp_path: Path) -> 
         await sent.all()
         assert sorted(p.name for p in downloads.iterdir()) == ["a.txt"]
         assert existing.read_bytes() == content
+    finally:
+        await host.stop()
+
+
+@aio
+async def test_no_room_on_the_disk_refuses_before_any_byte(tmp_path: Path, monkeypatch) -> None:
+    """The announced size cannot be reserved on the disk (posix_fallocate: ENOSPC): the
+    progress fails saying so, the session is terminated (failed-application) instead of
+    accepted, and neither the partial file nor the reserved name are left."""
+
+    def full(fd: int, offset: int, size: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    host, client, stream, reactor = await jingle_host(tmp_path)
+    try:
+        sent = Sent(stream)
+        stream.receive(offer(size="123456"))
+        await until(lambda: emitted(host, "action_new"), "asked")
+        assert await sent.all() == [result_to()]
+        (action,) = emitted(host, "action_new")
+        downloads = tmp_path / "down"
+        host.actions.launch("alice", action[1], {"accept": True, "path": str(downloads)})
+        out = await sent.all()
+        assert len(out) == 1 and "session-accept" not in out[0]
+        assert (
+            f"<iq type='set' to='{BOB}' id='ID'><jingle xmlns='{NS_JINGLE}' "
+            "action='session-terminate' sid='s1'><reason><failed-application/>"
+            "<text>cannot store the file (123.5 kB): No space left on device</text>"
+            "</reason></jingle></iq>"
+        ) == out[0]
+        ((_, error, _),) = emitted(host, "progress_error")
+        assert "No space left on device" in error
+        assert list(downloads.iterdir()) == []
     finally:
         await host.stop()

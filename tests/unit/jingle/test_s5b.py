@@ -881,3 +881,46 @@ async def test_not_usable_when_the_peer_is_known_to_lack_s5b(tmp_path: Path) -> 
         assert chosen("carol@localhost/pc") == NS_S5B
     finally:
         await host.stop()
+
+
+@aio
+async def test_received_into_the_sinks_buffers() -> None:
+    """A sink that lends receive buffers (``receive_buffer``) gets the bytes in them: the
+    ByteStream receives into its buffers (views of them come back to ``write``), in order;
+    a sink without the hook gets chunks of the stream's own buffers (MemorySink)."""
+    from types import SimpleNamespace
+
+    from libervia.backend.tools.bytestream import ByteStream
+    from tests.unit.tools.test_bytestream import FakeTransport, feed
+
+    class LendingSink(MemorySink):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lent: list[bytearray] = []
+            self.in_place = 0
+
+        def receive_buffer(self, size: int) -> memoryview:
+            self.lent.append(bytearray(size))
+            return memoryview(self.lent[-1])
+
+        async def write(self, data: bytes) -> None:
+            if isinstance(data, memoryview) and any(data.obj is b for b in self.lent):
+                self.in_place += len(data)
+            await super().write(data)
+
+    data = bytes(range(256)) * 40
+    for sink in (LendingSink(), MemorySink()):
+        reader = ByteStream(chunk_size=1024)
+        reader.connection_made(FakeTransport())
+        stream = Socks5Stream(reader, FakeWriter(), ("127.0.0.1", 1))  # type: ignore[arg-type]
+        receiving = asyncio.ensure_future(
+            plugin_xep_0260.XEP_0260._receive(SimpleNamespace(sink=sink), stream)  # type: ignore[arg-type]
+        )
+        await asyncio.sleep(0)  # the transport installs the sink's buffers before reading
+        feed(reader, data, step=700)
+        reader.eof_received()
+        await receiving
+        assert bytes(sink.data) == data and sink.closed == (None,)
+        if isinstance(sink, LendingSink):
+            # the first KiB went to the stream's own buffer, the rest to the sink's
+            assert sink.in_place == len(data) - 1024 and len(sink.lent) >= 9

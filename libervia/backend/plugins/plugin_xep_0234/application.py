@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 from collections.abc import Callable
@@ -39,6 +40,7 @@ from libervia.backend.plugins.plugin_xep_0234.transfer import (
     FrontendEndpoint,
     Transfer,
 )
+from libervia.backend.plugins.plugin_xep_0234.writer import move_into_place, reserve
 from libervia.backend.tools.filenames import create_exclusive, partial_path, safe_file_name
 from libervia.backend.tools.ids import time_ordered_uuid
 
@@ -46,6 +48,10 @@ if TYPE_CHECKING:
     from libervia.backend.plugins.plugin_xep_0234 import XEP_0234
 
 log = get_logger(__name__)
+
+#: files up to this size get their disk space reserved on the event loop, bigger ones in a
+#: thread
+RESERVE_INLINE = 64 * 1024 * 1024
 
 
 class FileTransfer(BaseApplicationHandler):
@@ -177,12 +183,40 @@ class FileTransfer(BaseApplicationHandler):
                 return
             content.sink = FileSink(self, client, session, content)
         self.add_progress(client, session, transfer)
+        if not await self._reserve(client, session, transfer):
+            return
         if fallback is not None:
             if not await self.jingle.replace_before_accept(client, session, content, fallback):
                 error = LiberviaError(f"the sender refused {fallback.namespace}")
                 self.fail(client, session, content, Reason.FAILED_TRANSPORT, error)
                 return
         await self.jingle.accept(client, session)
+
+    async def _reserve(self, client: Any, session: Session, transfer: Transfer) -> bool:
+        """Reserve the disk space of the file offered (writer.reserve; in a thread for big
+        files: where the file system cannot allocate in advance, the C library emulates it
+        by writing a byte per block); False when it cannot be stored (the progress fails
+        with the reason, the partial file is removed, the session terminated) or the
+        session ended meanwhile."""
+        size = transfer.info.size
+        if transfer.file is None or not size:
+            return True
+        try:
+            if size <= RESERVE_INLINE:
+                reserve(transfer.file.fileno(), size)
+            else:
+                # on a copy of the descriptor: the file may be closed meanwhile
+                await asyncio.to_thread(reserve, os.dup(transfer.file.fileno()), size, True)
+        except OSError as e:
+            message = f"cannot store the file ({human_size(size)}): {e.strerror or e}"
+            log.warning("session %s: %s", session.sid, message)
+            if not transfer.over:
+                self.abandon(client, transfer, message)
+            if not session.is_ended:
+                await self.jingle.terminate(client, session, Reason.FAILED_APPLICATION, message)
+            return False
+        # the session may have ended meanwhile (on_session_ended reported it)
+        return not transfer.over and not session.is_ended
 
     def _pre_accepted(
         self, client: Any, session: Session, transfer: Transfer
@@ -375,7 +409,8 @@ class FileTransfer(BaseApplicationHandler):
                 transfer.file.close()
                 transfer.file = None
             if transfer.partial is not None and transfer.path is not None:
-                os.replace(transfer.partial, transfer.path)
+                # not synced to the disk (doc/file_transfer.rst, "Durability")
+                move_into_place(transfer.partial, transfer.path, transfer.reserved)
             # else: the frontend kept the data itself (WebRTC to a remote frontend)
         except OSError as e:
             self.fail(client, session, content, Reason.FAILED_APPLICATION, e)

@@ -152,6 +152,20 @@ class FileSink:
         self.app, self.client, self.session, self.content = app, client, session, content
         self.transfer: Transfer = content.app_data
 
+    def receive_buffer(self, size: int) -> memoryview | None:
+        """Memory for the transport to receive the next bytes into (optional hook of a
+        ByteSink, for transports that can use it: ``ByteStream.use_buffers``, whose
+        contract applies): buffers of the writer thread's, recycled once written and
+        hashed. None (the transport uses its own) for small files or when the writer
+        stopped lending."""
+        transfer = self.transfer
+        size_announced = transfer.info.size or 0
+        if transfer.over or transfer.file is None or size_announced <= INLINE_BYTES:
+            return None
+        if transfer.writer is None:
+            transfer.writer = DiskWriter(transfer.file, lambda: transfer.hasher)
+        return transfer.writer.buffer(size)
+
     async def write(self, data: bytes) -> None:
         transfer = self.transfer
         if transfer.over or transfer.file is None:
