@@ -169,3 +169,43 @@ def test_move_into_place_over_the_placeholder(tmp_path: Path, monkeypatch) -> No
     partial.write_bytes(b"third")
     writer_module.move_into_place(partial, final, placeholder=False)
     assert final.read_bytes() == b"third" and len(renames) == 2
+
+
+@aio
+async def test_file_sink_lends_buffers_for_big_files_only(tmp_path: Path) -> None:
+    """FileSink.receive_buffer: None for a file of unknown size or small enough to be
+    written on the loop (the transport keeps its own buffers); for a big one, the writer's
+    buffers, and the bytes received in them are written and hashed."""
+    from types import SimpleNamespace
+
+    from libervia.backend.plugins.plugin_xep_0234.description import FileInfo
+    from libervia.backend.plugins.plugin_xep_0234.transfer import INLINE_BYTES, FileSink, Transfer
+
+    def sink_for(size: int | None) -> tuple[FileSink, Transfer]:
+        transfer = Transfer("in", FileInfo(size=size), "p", 0.0)
+        transfer.file = (tmp_path / f"{size}.part").open("wb")
+        transfer.hasher = hashlib.sha256()
+        content = SimpleNamespace(app_data=transfer)
+        app = SimpleNamespace(plugin=SimpleNamespace(max_size=1 << 40))
+        return FileSink(app, None, None, content), transfer  # type: ignore[arg-type]
+
+    for size in (None, 10, INLINE_BYTES):
+        sink, transfer = sink_for(size)
+        assert sink.receive_buffer(4096) is None and transfer.writer is None
+        transfer.file.close()  # type: ignore[union-attr]
+    size = INLINE_BYTES + 4096
+    sink, transfer = sink_for(size)
+    data = os.urandom(size)
+    position = 0
+    while position < size:
+        buffer = sink.receive_buffer(65536)
+        assert buffer is not None
+        count = min(len(buffer), size - position)
+        buffer[:count] = data[position : position + count]
+        await sink.write(buffer[:count])  # type: ignore[arg-type]
+        position += count
+    assert transfer.writer is not None
+    await transfer.writer.finish()
+    transfer.file.close()  # type: ignore[union-attr]
+    assert (tmp_path / f"{size}.part").read_bytes() == data
+    assert transfer.hasher.digest() == hashlib.sha256(data).digest()
