@@ -17,13 +17,15 @@ JID (0.6.0) are accepted the same way: only the sender's bare JID and the id are
 Initiator (the API a Jingle application uses)::
 
     jmi = host.plugins["XEP-0353"]
-    sid = await jmi.propose(client, peer_bare, [description])
+    sid = await jmi.propose(client, peer_bare, [description], on_ringing=callback)
     responder = await jmi.wait_proceed(client, peer_bare, sid)  # the full JID that proceeded
     session = jingle.create_session(client, responder, sid)
     ...                                                          # add the contents
     jmi.track(client, session)          # <finish/> is sent when the Jingle session ends
     await jingle.initiate(client, session)
 
+``on_ringing`` (optional) is called with the full JID of each device of the peer that says
+it rings (once per device, while nobody proceeded): calls surface it to the frontend.
 ``wait_proceed`` raises :class:`ProposalEnded` (rejected, retracted by us, lost a tie-break),
 :class:`~libervia.backend.core.exceptions.OperationTimeout` (no answer within
 ``jingle_message_timeout`` seconds: a ``<retract/>`` with ``<timeout/>`` was sent),
@@ -74,7 +76,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -123,6 +125,7 @@ NS_HINTS = "urn:xmpp:hints"
 NS_FORWARD = "urn:xmpp:forward:0"
 NS_CARBONS = "urn:xmpp:carbons:2"
 NS_FT = "urn:xmpp:jingle:apps:file-transfer:5"
+NS_RTP = "urn:xmpp:jingle:apps:rtp:1"
 NS_HASHES = "urn:xmpp:hashes:2"
 #: client.extra key of XEP-0280: True when carbons are enabled for the session
 CARBONS_ENABLED_KEY = "XEP-0280_enabled"
@@ -237,6 +240,8 @@ class Proposal:
     )
     #: full JIDs of the peer's devices that said they ring
     ringing: set[str] = field(default_factory=set)
+    #: called with each new ringing device (see :meth:`XEP_0353.propose`)
+    on_ringing: Callable[[JID], None] | None = None
     # --- the peer's ---
     action: Any = None
     in_roster: bool = False
@@ -372,6 +377,10 @@ def _description_signature(description: domish.Element) -> tuple[Any, ...]:
                 for h in file_el.elements(NS_HASHES, "hash")
             )
             return (NS_FT, values.get("name"), values.get("size"), tuple(digests))
+    if description.uri == NS_RTP:
+        # a call proposes its media only (<description media='audio'/>, as Conversations and
+        # Dino send it); the session-initiate then carries the payload types
+        return (NS_RTP, description.getAttribute("media") or "")
     return (description.uri, description.toXml())
 
 
@@ -450,12 +459,15 @@ class XEP_0353:  # noqa: N801 - plugin classes are named after their XEP
         peer: JID,
         descriptions: Iterable[domish.Element],
         sid: str | None = None,
+        on_ringing: Callable[[JID], None] | None = None,
     ) -> str:
         """Propose a Jingle session to every device of ``peer`` (its bare JID is used).
 
         Args:
             descriptions: one ``<description/>`` per future content (copied).
             sid: the future Jingle sid (default: a new UUID v4).
+            on_ringing: called with the full JID of each device that answers ``<ringing/>``
+                (once per device, until the proposal is answered).
 
         Returns:
             the sid; then :meth:`wait_proceed`.
@@ -471,7 +483,7 @@ class XEP_0353:  # noqa: N801 - plugin classes are named after their XEP
         sid = sid or str(uuid.uuid4())
         if self.get_proposal(client, Role.INITIATOR, bare, sid) is not None:
             raise InvalidInput(f"proposal {sid} to {bare.full()} already exists")
-        proposal = Proposal(sid, bare, Role.INITIATOR, copies)
+        proposal = Proposal(sid, bare, Role.INITIATOR, copies, on_ringing=on_ringing)
         proposal.proceeded.add_done_callback(_retrieve)
         client.send(build_message(bare, Element.PROPOSE, sid, (clone(d) for d in copies)))
         self.state(client).proposals[proposal.key] = proposal
@@ -564,8 +576,15 @@ class XEP_0353:  # noqa: N801 - plugin classes are named after their XEP
             )
             return
         if child.name == Element.RINGING:
+            if sender.full() in proposal.ringing:
+                return
             proposal.ringing.add(sender.full())
             log.info("%s: %s is ringing for %s", client.profile, sender.full(), sid)
+            if proposal.on_ringing is not None:
+                try:
+                    proposal.on_ringing(sender)
+                except Exception:
+                    log.exception("%s: ringing callback of %s failed", client.profile, sid)
         elif child.name == Element.PROCEED:
             if not sender.resource:
                 log.warning("%s: ignoring a proceed from a bare JID (%s)", client.profile, sender)

@@ -661,7 +661,13 @@ async def test_call_start_bad_input(tmp_path: Path) -> None:
         with pytest.raises(InvalidInput, match="entity"):
             await call_start("", json.dumps({"sdp": OFFER}), "alice")
         with pytest.raises(NotFound, match="no available device"):
-            await call_start("bob@localhost", json.dumps({"sdp": OFFER}), "alice")
+            await call_start("bob@localhost", json.dumps({"sdp": OFFER, "jmi": False}), "alice")
+        for call_data, match in (
+            ({"sdp": OFFER, "jmi": "yes"}, "jmi must be a boolean"),
+            ({"sdp": OFFER, "jmi": True}, "give a bare JID"),
+        ):
+            with pytest.raises(InvalidInput, match=match):
+                await plugin.call_start(client, JID(BOB), call_data)
         assert sent_now(stream) == []
     finally:
         await host.stop()
@@ -669,12 +675,15 @@ async def test_call_start_bad_input(tmp_path: Path) -> None:
 
 @aio
 async def test_bare_jid_resolved(tmp_path: Path) -> None:
+    """Without Jingle Message Initiation (``"jmi": false``), a bare JID is called on its best
+    available device."""
     host, client, stream, _ = await host_for(tmp_path)
     try:
         stream.receive(f"<presence from='{BOB}' to='{ALICE}'><priority>5</priority></presence>")
         stream.receive(f"<presence from='bob@localhost/tv' to='{ALICE}'/>")
+        call_data = json.dumps({"sdp": OFFER, "jmi": False})
         task = asyncio.ensure_future(
-            host.bridge.methods["call_start"]("bob@localhost", json.dumps({"sdp": OFFER}), "alice")
+            host.bridge.methods["call_start"]("bob@localhost", call_data, "alice")
         )
         wire = Wired(stream)
         (initiate,) = await wire.read()

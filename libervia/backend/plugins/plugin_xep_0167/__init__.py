@@ -6,9 +6,20 @@ video m= line (content name = the mid), an RTP ``<description/>`` (payload types
 extensions, sources...), the XEP-0176 ICE-UDP transport (candidates trickled in
 ``transport-info``, see :mod:`..plugin_xep_0176`), the XEP-0338 BUNDLE ``<group/>``.
 
-Calling: ``call_start(entity, {"sdp": offer})`` returns the session id once the
-session-initiate was acknowledged; the frontend then trickles its candidates with
-``ice_candidates_add``; when the peer accepts, ``call_setup`` brings its answer SDP and
+Calling: ``call_start(entity, {"sdp": offer})``. To a **bare** JID the call rings every device
+of the callee with Jingle Message Initiation (XEP-0353, when the plugin is loaded; ``"jmi":
+false`` in the call data disables it): a ``<propose/>`` with one RTP ``<description
+media=.../>`` per media kind of the offer goes to the bare JID and ``call_start`` returns its
+id at once, which is the session id. The callee's devices that ring are reported with the
+``call_info`` signal (``ringing``, extra ``{"from_jid": device}``); on ``<proceed/>`` the
+session-initiate goes to that device with this sid (``<finish/>`` follows the session's end);
+``<reject/>`` (``call_ended`` with its reason, ``decline`` without), no answer within
+``jingle_message_timeout`` (``<retract/>``, ``call_ended`` ``timeout``), an undeliverable
+propose (``connectivity-error``) or ``call_end`` before any answer (``<retract/>``, ``cancel``)
+end the call. To a full JID (or without JMI: the bare JID's best available device) it returns
+the session id once the session-initiate was acknowledged. The frontend trickles its
+candidates with ``ice_candidates_add`` (during a proposal they are kept and sent after the
+session-initiate); when the peer accepts, ``call_setup`` brings its answer SDP and
 ``ice_candidates_new`` its candidates. Data channels (``m=application``) are refused: file
 transfer over WebRTC has its own path (``file_send``, XEP-0343).
 
@@ -25,13 +36,23 @@ peer did not answer). ``call_ended`` (XEP-0176) tells how any call ended.
 
 from __future__ import annotations
 
+import json
+import uuid
 from typing import Any
 
 from twisted.words.protocols.jabber.jid import JID
+from twisted.words.xish import domish
 
-from libervia.backend.core.exceptions import InvalidInput, NotFound
+from libervia.backend.core.aio import background
+from libervia.backend.core.exceptions import (
+    InvalidInput,
+    LiberviaError,
+    NotFound,
+    OperationTimeout,
+)
 from libervia.backend.core.log import get_logger
 from libervia.backend.plugins.plugin_xep_0166 import Reason, Role, Senders, Session, State
+from libervia.backend.plugins.plugin_xep_0166.elements import ReasonElement
 from libervia.backend.plugins.plugin_xep_0167.application import (
     CALL_KEY,
     INFO_TYPES,
@@ -43,7 +64,9 @@ from libervia.backend.plugins.plugin_xep_0167.application import (
 )
 from libervia.backend.plugins.plugin_xep_0167.bridge import register_bridge
 from libervia.backend.plugins.plugin_xep_0176 import IceData, parse_sdp
+from libervia.backend.plugins.plugin_xep_0353 import ProposalEnded, ProposalState
 from libervia.backend.tools.webrtc import jingle as wj
+from libervia.backend.tools.webrtc.model import SessionDescription
 
 __all__ = ["XEP_0167", "RtpApplication", "RtpContent", "INFO_TYPES"]
 
@@ -63,6 +86,8 @@ PLUGIN_INFO = {
 
 #: reasons a frontend may give to ``call_end``
 END_REASONS = frozenset(r.value for r in Reason)
+#: client.extra key: our calls proposed with XEP-0353 that no device answered yet, by sid
+PROPOSED_KEY = "XEP-0167_proposed"
 
 
 class XEP_0167:  # noqa: N801 - plugin classes are named after their XEP
@@ -83,10 +108,13 @@ class XEP_0167:  # noqa: N801 - plugin classes are named after their XEP
         """Our live call of that sid.
 
         Raises:
-            NotFound: no such session, or not a call. InvalidInput: an empty session id.
+            NotFound: no such session, or not a call. InvalidInput: an empty session id, or
+                a call that no device of the callee answered yet (XEP-0353 proposal).
         """
         if not isinstance(session_id, str) or not session_id:
             raise InvalidInput("a session id is needed")
+        if session_id in self.proposed(client):
+            raise InvalidInput(f"call {session_id} is not answered by any device yet")
         session = self.ice.find_session(client, session_id)
         if not self.app.rtp_contents(session):
             raise NotFound(f"session {session_id!r} is not a call")
@@ -95,16 +123,25 @@ class XEP_0167:  # noqa: N801 - plugin classes are named after their XEP
     # --- calling ----------------------------------------------------------------------------
 
     async def call_start(self, client: Any, peer: JID, call_data: Any) -> str:
-        """Call ``peer`` with the frontend's offer (``{"sdp": offer}``); returns the session
-        id once the session-initiate was acknowledged.
+        """Call ``peer`` with the frontend's offer (``{"sdp": offer, "jmi"?: bool}``); returns
+        the session id: at once when the call is proposed to every device of a bare JID
+        (XEP-0353), else once the session-initiate was acknowledged.
 
         Raises:
-            InvalidInput: no or bad SDP, no audio/video, a data channel in it.
-            NotFound: a bare JID without available device.
+            InvalidInput: no or bad SDP, no audio/video, a data channel in it; ``jmi`` not a
+                boolean, true with a full JID or without the XEP-0353 plugin.
+            NotFound: without JMI, a bare JID without available device.
             XMPPError, OperationTimeout, NotConnected: the call could not be delivered.
         """
         if not isinstance(call_data, dict) or not isinstance(call_data.get("sdp"), str):
             raise InvalidInput('call_data must be {"sdp": the frontend\'s offer}')
+        jmi = call_data.get("jmi")
+        if jmi is not None and not isinstance(jmi, bool):
+            raise InvalidInput("jmi must be a boolean")
+        if jmi and "XEP-0353" not in self.host.plugins:
+            raise InvalidInput("Jingle Message Initiation (XEP-0353) is not available")
+        if jmi and peer.resource:
+            raise InvalidInput("jmi rings every device of a bare JID: give a bare JID")
         description = parse_sdp(call_data["sdp"])
         if any(m.is_datachannel for m in description.media):
             raise InvalidInput(
@@ -124,8 +161,16 @@ class XEP_0167:  # noqa: N801 - plugin classes are named after their XEP
                 raise InvalidInput(f"media {media.name!r} has no payload type")
             if not media.name or len(media.name) > 256:
                 raise InvalidInput("every media needs a mid of at most 256 characters")
+        if not peer.resource and jmi is not False and "XEP-0353" in self.host.plugins:
+            return await self._propose(client, peer.userhostJID(), description)
         peer = self.jingle.resolve_peer(client, peer)
         session = self.jingle.create_session(client, peer)
+        self._add_contents(session, description)
+        await self.jingle.initiate(client, session)
+        return session.sid
+
+    def _add_contents(self, session: Session, description: SessionDescription) -> None:
+        """One content per media of the frontend's offer, the BUNDLE group, the call state."""
         for media in description.media:
             content = self.jingle.add_content(
                 session,
@@ -142,8 +187,106 @@ class XEP_0167:  # noqa: N801 - plugin classes are named after their XEP
             [(sem, [n for n in mids if n in names]) for sem, mids in description.groups]
         )
         session.extra[CALL_KEY] = CallState()
-        await self.jingle.initiate(client, session)
-        return session.sid
+
+    # --- calling every device (XEP-0353) ----------------------------------------------------
+
+    @staticmethod
+    def proposed(client: Any) -> dict[str, Session]:
+        """Our calls proposed with XEP-0353 that no device answered yet, by sid: each is a
+        session prepared with the callee's bare JID as peer, initiated with the full JID of
+        the device that proceeds."""
+        proposed: dict[str, Session] = client.extra.setdefault(PROPOSED_KEY, {})
+        return proposed
+
+    @staticmethod
+    def propose_descriptions(description: SessionDescription) -> list[domish.Element]:
+        """The ``<propose/>``'s descriptions: one RTP ``<description media=.../>`` per media
+        kind of the offer, in its order (XEP-0353 §3.1, as Conversations and Dino send and
+        expect them)."""
+        kinds = list(dict.fromkeys(m.media for m in description.media))
+        elements = []
+        for kind in kinds:
+            element = domish.Element((wj.NS_RTP, "description"))
+            element["media"] = kind
+            elements.append(element)
+        return elements
+
+    async def _propose(self, client: Any, bare: JID, description: SessionDescription) -> str:
+        jmi = self.host.plugins["XEP-0353"]
+        sid = str(uuid.uuid4())  # the propose id, then the sid: UUID v4 (XEP-0353)
+        # the session exists before any device answers (its candidates are kept), with the
+        # bare JID as peer until then; it is not live for the Jingle core yet
+        session = Session(sid, bare, client.jid, Role.INITIATOR)
+        self._add_contents(session, description)
+        self.proposed(client)[sid] = session
+        self.ice.prepared(client)[sid] = session
+        try:
+            await jmi.propose(
+                client,
+                bare,
+                self.propose_descriptions(description),
+                sid,
+                on_ringing=lambda device: self._device_ringing(client, session, device),
+            )
+        except BaseException:
+            self._forget_proposed(client, session)
+            raise
+        background(self._call_when_proceeded(client, session), f"call proposal {sid}")
+        return sid
+
+    def _forget_proposed(self, client: Any, session: Session) -> None:
+        for registry in (self.proposed(client), self.ice.prepared(client)):
+            if registry.get(session.sid) is session:
+                del registry[session.sid]
+
+    def _device_ringing(self, client: Any, session: Session, device: JID) -> None:
+        """A device of the callee rings (``<ringing/>``): the same signal as the
+        session-info ringing of a call, with the device."""
+        if session.is_ended:
+            return
+        extra = json.dumps({"from_jid": device.full()})
+        self.host.bridge.emit("call_info", session.sid, "ringing", extra, client.profile)
+
+    def _end_proposed(self, client: Any, session: Session, reason: Reason, text: str) -> None:
+        """The proposed call ends before any session-initiate: ``call_ended`` (through the
+        ICE transport's stop, as for any call)."""
+        self._forget_proposed(client, session)
+        self.jingle.end_locally(client, session, ReasonElement(reason, text or None))
+
+    async def _call_when_proceeded(self, client: Any, session: Session) -> None:
+        """Wait for a device's ``<proceed/>``, then send it the session-initiate."""
+        jmi = self.host.plugins["XEP-0353"]
+        bare, sid = session.peer, session.sid
+        try:
+            device = await jmi.wait_proceed(client, bare, sid)
+        except ProposalEnded as e:  # rejected, or withdrawn (hang-up, lost tie-break)
+            default = Reason.DECLINE if e.state is ProposalState.REJECTED else Reason.CANCEL
+            self._end_proposed(client, session, e.condition or default, str(e))
+            return
+        except OperationTimeout as e:  # we retracted it (<timeout/>)
+            self._end_proposed(client, session, Reason.TIMEOUT, str(e))
+            return
+        except LiberviaError as e:  # the propose bounced, the profile disconnected
+            log.info("%s: call %s to %s: %s", client.profile, sid, bare.full(), e)
+            self._end_proposed(client, session, Reason.CONNECTIVITY_ERROR, str(e))
+            return
+        self._forget_proposed(client, session)
+        if session.is_ended:
+            # hung up while the proceed arrived: the callee's device waits for a session
+            assert session.reason is not None
+            jmi.finish(client, device, sid, session.reason.condition)
+            return
+        log.info("%s: call %s: %s proceeds", client.profile, sid, device.full())
+        session.peer = device
+        jmi.track(client, session)  # <finish/> when the session ends
+        try:
+            await self.jingle.initiate(client, session)
+        except LiberviaError as e:  # the session ended (call_ended told it)
+            log.info("%s: call %s not delivered to %s: %s", client.profile, sid, device, e)
+            if not session.is_ended:
+                self.jingle.end_locally(
+                    client, session, ReasonElement(Reason.FAILED_APPLICATION, str(e))
+                )
 
     # --- answering --------------------------------------------------------------------------
 
@@ -173,7 +316,8 @@ class XEP_0167:  # noqa: N801 - plugin classes are named after their XEP
 
     async def call_end(self, client: Any, session_id: str, data: Any = None) -> None:
         """End a call: ``success`` when active; ``decline`` when we did not answer it yet;
-        ``cancel`` when the peer did not; ``data["reason"]`` (a Jingle reason) overrides.
+        ``cancel`` when the peer did not; ``data["reason"]`` (a Jingle reason) overrides. A
+        call no device answered yet (XEP-0353 proposal) is retracted.
 
         Raises:
             NotFound: unknown call. InvalidInput: bad data.
@@ -182,14 +326,23 @@ class XEP_0167:  # noqa: N801 - plugin classes are named after their XEP
             data = {}
         if not isinstance(data, dict):
             raise InvalidInput("data must be an object")
-        session = self.find_call(client, session_id)
         reason_value = data.get("reason")
         text = data.get("text")
         if text is not None and not isinstance(text, str):
             raise InvalidInput("text must be a string")
+        if reason_value is not None and (
+            not isinstance(reason_value, str) or reason_value not in END_REASONS
+        ):
+            raise InvalidInput(f"unknown Jingle reason {str(reason_value)[:40]!r}")
+        proposed = self.proposed(client).get(session_id) if isinstance(session_id, str) else None
+        if proposed is not None:
+            reason = Reason(reason_value) if reason_value is not None else Reason.CANCEL
+            # <retract/> (False when a device proceeded meanwhile: it gets a <finish/>)
+            self.host.plugins["XEP-0353"].retract(client, proposed.peer, session_id, reason)
+            self._end_proposed(client, proposed, reason, text or "")
+            return
+        session = self.find_call(client, session_id)
         if reason_value is not None:
-            if not isinstance(reason_value, str) or reason_value not in END_REASONS:
-                raise InvalidInput(f"unknown Jingle reason {str(reason_value)[:40]!r}")
             reason = Reason(reason_value)
         elif session.state is State.ACTIVE:
             reason = Reason.SUCCESS

@@ -63,16 +63,24 @@ def register_bridge(plugin: XEP_0167, bridge: Any) -> None:
         "call_start",
         call_start,
         args=[
-            ("entity", "s", "who to call (a bare JID: its best available device)"),
+            (
+                "entity",
+                "s",
+                "who to call: a bare JID rings every device of the callee (XEP-0353 Jingle "
+                "Message Initiation), a full JID that device only",
+            ),
             (
                 "call_data",
                 "s",
-                'serialised {"sdp": the frontend\'s offer} (audio and video m= lines only)',
+                'serialised {"sdp": the frontend\'s offer (audio and video m= lines only), '
+                '"jmi"?: false to call a bare JID\'s best available device directly}',
             ),
             profile,
         ],
         returns="s",
-        doc="Start an audio/video call (XEP-0167); returns the session id once the peer "
+        doc="Start an audio/video call (XEP-0167); returns the session id: at once when the "
+        "call is proposed to every device of a bare JID (the devices that ring come as the "
+        "call_info signal, a rejection or no answer as call_ended), else once the peer "
         "acknowledged the offer. Then: ice_candidates_add, call_setup, call_ended.",
     )
     add(
@@ -126,9 +134,11 @@ def register_bridge(plugin: XEP_0167, bridge: Any) -> None:
                 "extra",
                 "s",
                 'serialised {"creator"?: str, "name"?: str} (mute/unmute: no name is every '
-                "content)",
+                'content); {"from_jid": device} for ringing during a call proposed to every '
+                "device (XEP-0353)",
             ),
             ("profile", "s"),
         ],
-        doc="The peer's state in a call (XEP-0167 session-info).",
+        doc="The peer's state in a call (XEP-0167 session-info, or XEP-0353 ringing of a "
+        "device of the callee).",
     )

@@ -13,7 +13,10 @@ Jingle and back (:mod:`libervia.backend.tools.webrtc`) and relays ICE candidates
 
 ``candidates`` are serialised dicts ``{content name: {"ufrag", "pwd", "candidates": [...],
 "restart": bool, "remote_candidate"?: {"component_id", "address", "port"}}}`` (the pair
-the initiator selected, XEP-0176 ``<remote-candidate/>``), candidates as :meth:`~libervia.backend.tools.webrtc.model.Candidate.to_dict`.
+the initiator selected, XEP-0176 ``<remote-candidate/>``), candidates as
+:meth:`~libervia.backend.tools.webrtc.model.Candidate.to_dict`. Candidates of a session
+prepared but not initiated yet (a call proposed with XEP-0353, see :meth:`XEP_0176.prepared`)
+are kept and sent after its session-initiate.
 XEP-0320 DTLS fingerprints travel in the ICE-UDP transport.
 """
 
@@ -52,6 +55,9 @@ PLUGIN_INFO = {
 
 #: session.extra key: the WebRTC signals already emitted for the session
 EMITTED_KEY = "webrtc_emitted"
+#: client.extra key: sessions of ours built but not initiated yet, by sid (a call proposed
+#: with XEP-0353 waits for a device's proceed): the frontend may already add candidates
+PREPARED_KEY = "webrtc_prepared"
 MAX_CANDIDATES_ADD = 64
 
 
@@ -72,6 +78,13 @@ class XEP_0176:  # noqa: N801 - plugin classes are named after their XEP
             if session.sid == session_id:
                 return session
         raise NotFound(f"no Jingle session {session_id!r}")
+
+    @staticmethod
+    def prepared(client: Any) -> dict[str, Session]:
+        """Sessions of ours not initiated yet whose candidates the frontend may add (the
+        application that prepared one removes it before initiating or ending it)."""
+        prepared: dict[str, Session] = client.extra.setdefault(PREPARED_KEY, {})
+        return prepared
 
     @staticmethod
     def ice_contents(session: Session) -> list[Content]:
@@ -179,9 +192,21 @@ class XEP_0176:  # noqa: N801 - plugin classes are named after their XEP
         Raises:
             NotFound: unknown session or content. InvalidInput: malformed data.
         """
-        session = self.find_session(client, session_id)
+        try:
+            session = self.find_session(client, session_id)
+            started = True
+        except NotFound:
+            session = self.prepared(client).get(session_id)  # queued until it is initiated
+            if session is None:
+                raise
+            started = False
         if not isinstance(candidates, dict) or not candidates:
             raise InvalidInput("candidates must be an object: content name -> candidates")
+        if not started and any(
+            isinstance(v, dict) and v.get("remote_candidate") is not None
+            for v in candidates.values()
+        ):
+            raise InvalidInput(f"session {session_id} is not started: no selected pair yet")
         work = []
         for name, value in candidates.items():
             content = next((c for c in self.ice_contents(session) if c.name == name), None)
