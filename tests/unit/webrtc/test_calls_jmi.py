@@ -390,3 +390,48 @@ def test_a_call_session_matches_its_proposal() -> None:
     assert descriptions_match(proposed, [element("video", vp8), element("audio", opus)])
     assert not descriptions_match(proposed, [element("audio", opus)])
     assert not descriptions_match([element("audio")], [element("video", vp8)])
+
+
+@aio
+async def test_disconnection_ends_the_proposed_call(tmp_path: Path) -> None:
+    """The profile disconnects while the call is proposed: call_ended connectivity-error,
+    nothing left of the call."""
+    host, client, stream, _ = await host_for(tmp_path)
+    plugin = host.plugins["XEP-0167"]
+    try:
+        sid = await proposed(host, client, stream)
+        host.plugins["XEP-0353"].profile_disconnected(client)
+        await settle()
+        assert [d["reason"] for d in ended(host)] == ["connectivity-error"]
+        assert plugin.proposed(client) == {} and host.plugins["XEP-0176"].prepared(client) == {}
+        with pytest.raises(NotFound):
+            await plugin.call_end(client, sid)
+    finally:
+        await host.stop()
+
+
+@aio
+async def test_tie_break_lost_to_the_callee_calling_us(tmp_path: Path) -> None:
+    """bob calls alice while she calls him, nobody answered: his proposal's id is lower
+    ("i;octet"), so ours is retracted (<expired/> + <tie-break/>), the call ends with
+    expired, and alice is asked about bob's call."""
+    host, client, stream, _ = await host_for(tmp_path)
+    try:
+        sid = await proposed(host, client, stream)
+        stream.sent()
+        stream.receive(
+            jmi_in(BOB, "propose", "-bob-call", f"<description xmlns='{RTP}' media='audio'/>")
+        )
+        await settle()
+        retract = (
+            f"<message to='{BOB_BARE}' type='chat' id='jm-retract-SID'>"
+            f"<retract xmlns='{NS_JMI}' id='SID'><reason xmlns='{NS_JINGLE}'><expired/>"
+            f"</reason><tie-break/></retract>{STORE}</message>"
+        )
+        assert retract in sent(stream, sid)
+        (data,) = ended(host)
+        assert data["reason"] == "expired" and "tie-break" in data["text"]
+        ((action_s, _, _, _),) = emitted(host, "action_new")
+        assert json.loads(action_s)["session_id"] == "-bob-call"
+    finally:
+        await host.stop()
