@@ -802,6 +802,10 @@ class XEP_0353:  # noqa: N801 - plugin classes are named after their XEP
              "file": {"name", "size", "desc", "media_type", "date", "hash_algo"},
              "files": [... one per description ...], "message": str}
 
+        Calls (XEP-0167 descriptions only): ``{"type": "call", "subtype": "jingle_message",
+        "from_jid", "session_id", "in_roster", "media": ["audio", "video"...], "message"}``;
+        once accepted here, the call's session-initiate comes with ``pre_accepted``.
+
         Other applications: ``{"type": "jingle", "subtype": "jingle_message", "from_jid",
         "session_id", "in_roster", "applications": [namespaces], "message"}``.
         """
@@ -832,6 +836,14 @@ class XEP_0353:  # noqa: N801 - plugin classes are named after their XEP
                 file=first,
                 files=files_ok,
                 message=message,
+            )
+        elif proposal.descriptions and all(d.uri == NS_RTP for d in proposal.descriptions):
+            media = [str(d.getAttribute("media", "")) for d in proposal.descriptions]
+            kind = "video" if "video" in media else "audio"
+            data.update(
+                type="call",
+                media=media,
+                message=f"{peer.userhost()} is calling you ({kind})",
             )
         else:
             namespaces = [str(d.uri) for d in proposal.descriptions]

@@ -343,15 +343,17 @@ async def test_jmi_call_between_two_hosts(tmp_path: Path) -> None:
         ((proposal_s, proposal_id, _, _),) = emitted(hb, "action_new")
         proposal = json.loads(proposal_s)
         assert proposal["session_id"] == sid and proposal["subtype"] == "jingle_message"
-        assert set(proposal["applications"]) == {RTP}
+        assert proposal["type"] == "call" and proposal["media"] == ["audio", "video"]
+        assert proposal["message"] == f"{ALICE.split('/')[0]} is calling you (video)"
         hb.actions.launch("bob", proposal_id, {"accept": True})
         await until(lambda: len(emitted(hb, "action_new")) == 2, "bob's offer", wire.pump)
         data_s, action_id, _, _ = emitted(hb, "action_new")[1]
         data = json.loads(data_s)
         assert data["type"] == "call" and data["session_id"] == sid
         assert data["from_jid"] == ALICE and data["subtype"] == "video"
+        # accepted during the proposal: the frontend answers the offer without asking again
+        assert data["pre_accepted"] is True
         assert [m.media for m in sdp.parse(data["sdp"]).media] == ["audio", "video"]
-        await until(lambda: emitted(ha, "call_info"), "alice hears ringing", wire.pump)
         hb.actions.launch("bob", action_id, {"accept": True, "sdp": ANSWER})
         await until(lambda: emitted(ha, "call_setup"), "alice set up", wire.pump)
         assert emitted(ha, "call_setup")[0][0] == sid
@@ -370,6 +372,8 @@ async def test_jmi_call_between_two_hosts(tmp_path: Path) -> None:
         initiates = [x for x in wire.log if "session-initiate" in x]
         assert len(initiates) == 1 and f"to='{BOB}'" in initiates[0]
         assert f"sid='{sid}'" in initiates[0]
+        # nothing rings once the callee accepted (no ringing session-info after proceed)
+        assert not emitted(ha, "call_info") and not any("<ringing" in x for x in wire.log)
     finally:
         await ha.stop()
         await hb.stop()

@@ -184,11 +184,17 @@ class RtpApplication(BaseApplicationHandler):
             )
             return
         state = self.state(session)
-        answer = self._pre_accepted(client, session)
+        accepted = self._pre_accepted(client, session)
+        answer = accepted if accepted is not None and "sdp" in accepted else None
         if answer is None:
             data = self.action_data(client, session, contents)
+            if accepted is not None:
+                # the user accepted the XEP-0353 proposal: the frontend only owes its SDP
+                # answer to this offer, it must not ask again (and nothing rings any more)
+                data["pre_accepted"] = True
             state.action = self.host.actions.new(client, data)
-            background(self._ringing(client, session), f"ringing {session.sid}")
+            if accepted is None:
+                background(self._ringing(client, session), f"ringing {session.sid}")
             try:
                 answer = await state.action.answer
             except ActionCancelled:
@@ -222,15 +228,15 @@ class RtpApplication(BaseApplicationHandler):
         await self.jingle.accept(client, session)
 
     def _pre_accepted(self, client: Any, session: Session) -> dict[str, Any] | None:
-        """The answer given during a XEP-0353 proposal of this call, when it carries the
-        frontend's SDP (else the frontend is asked with the offer)."""
+        """The answer given during a XEP-0353 proposal of this call (None when the call was
+        not proposed, or not accepted). With the frontend's ``sdp`` it answers the call;
+        without it, the frontend is given the offer with ``pre_accepted``."""
         if "XEP-0353" not in self.host.plugins:
             return None
         accepted = self.host.plugins["XEP-0353"].take_accepted(client, session)
         if accepted is None:
             return None
-        answer = dict(accepted.answer)
-        return answer if "sdp" in answer else None
+        return dict(accepted.answer)
 
     async def _ringing(self, client: Any, session: Session) -> None:
         try:
