@@ -460,6 +460,7 @@ class XEP_0353:  # noqa: N801 - plugin classes are named after their XEP
         descriptions: Iterable[domish.Element],
         sid: str | None = None,
         on_ringing: Callable[[JID], None] | None = None,
+        timeout: float | None = None,
     ) -> str:
         """Propose a Jingle session to every device of ``peer`` (its bare JID is used).
 
@@ -468,6 +469,8 @@ class XEP_0353:  # noqa: N801 - plugin classes are named after their XEP
             sid: the future Jingle sid (default: a new UUID v4).
             on_ringing: called with the full JID of each device that answers ``<ringing/>``
                 (once per device, until the proposal is answered).
+            timeout: seconds without answer before the proposal is retracted (default:
+                the ``jingle_message_timeout`` option).
 
         Returns:
             the sid; then :meth:`wait_proceed`.
@@ -488,7 +491,7 @@ class XEP_0353:  # noqa: N801 - plugin classes are named after their XEP
         client.send(build_message(bare, Element.PROPOSE, sid, (clone(d) for d in copies)))
         self.state(client).proposals[proposal.key] = proposal
         proposal.timer = client.reactor.callLater(
-            self.timeout, self._outgoing_expired, client, proposal
+            self.timeout if timeout is None else timeout, self._outgoing_expired, client, proposal
         )
         log.info("%s: proposed Jingle session %s to %s", client.profile, sid, bare.full())
         return sid

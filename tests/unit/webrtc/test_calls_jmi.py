@@ -209,13 +209,13 @@ async def test_reject_ends_the_call_with_its_reason(tmp_path: Path) -> None:
 
 @aio
 async def test_no_answer_retracts_and_ends_with_timeout(tmp_path: Path) -> None:
-    """Nobody answers within jingle_message_timeout (300 s): <retract/> with <timeout/> to
-    the bare JID, call_ended timeout."""
+    """Nobody answers within call_ring_timeout (60 s, not the 300 s of other proposals):
+    <retract/> with <timeout/> to the bare JID, call_ended timeout."""
     host, client, stream, reactor = await host_for(tmp_path)
     try:
         sid = await proposed(host, client, stream)
         stream.sent()
-        reactor.advance(299)
+        reactor.advance(59)
         await settle()
         assert sent(stream, sid) == [] and not ended(host)
         reactor.advance(1)

@@ -14,7 +14,8 @@ id at once, which is the session id. The callee's devices that ring are reported
 ``call_info`` signal (``ringing``, extra ``{"from_jid": device}``); on ``<proceed/>`` the
 session-initiate goes to that device with this sid (``<finish/>`` follows the session's end);
 ``<reject/>`` (``call_ended`` with its reason, ``decline`` without), no answer within
-``jingle_message_timeout`` (``<retract/>``, ``call_ended`` ``timeout``), an undeliverable
+``call_ring_timeout`` (option, 60 s by default: ``<retract/>``, ``call_ended`` ``timeout``;
+not the 300 s of other JMI proposals, a phone does not ring for five minutes), an undeliverable
 propose (``connectivity-error``) or ``call_end`` before any answer (``<retract/>``, ``cancel``)
 end the call. To a full JID (or without JMI: the bare JID's best available device) it returns
 the session id once the session-initiate was acknowledged. The frontend trickles its
@@ -88,6 +89,8 @@ PLUGIN_INFO = {
 END_REASONS = frozenset(r.value for r in Reason)
 #: client.extra key: our calls proposed with XEP-0353 that no device answered yet, by sid
 PROPOSED_KEY = "XEP-0167_proposed"
+#: seconds a call proposed with XEP-0353 rings before it is retracted (``call_ring_timeout``)
+RING_TIMEOUT = 60.0
 
 
 class XEP_0167:  # noqa: N801 - plugin classes are named after their XEP
@@ -95,6 +98,7 @@ class XEP_0167:  # noqa: N801 - plugin classes are named after their XEP
         self.host = host
         self.jingle = host.plugins["XEP-0166"]
         self.ice = host.plugins["XEP-0176"]
+        self.ring_timeout = host.config.get_float("call_ring_timeout", RING_TIMEOUT, minimum=1)
         self.app = RtpApplication(self)
         self.jingle.register_application(self.app)
         disco = host.plugins["XEP-0030"]
@@ -227,6 +231,7 @@ class XEP_0167:  # noqa: N801 - plugin classes are named after their XEP
                 self.propose_descriptions(description),
                 sid,
                 on_ringing=lambda device: self._device_ringing(client, session, device),
+                timeout=self.ring_timeout,
             )
         except BaseException:
             self._forget_proposed(client, session)
