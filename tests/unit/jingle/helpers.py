@@ -82,6 +82,16 @@ def jingle_iq(inner: str, sender: str = BOB, stanza_id: str = "j1") -> str:
     return f"<iq type='set' id='{stanza_id}' from='{sender}' to='{ALICE}'>{inner}</iq>"
 
 
+def session_terminate(sid: str, reason: str = "success", sender: str = BOB) -> str:
+    """The peer's session-terminate of session ``sid`` (a literal iq)."""
+    return jingle_iq(
+        f"<jingle xmlns='{NS_JINGLE}' action='session-terminate' sid='{sid}'>"
+        f"<reason><{reason}/></reason></jingle>",
+        sender,
+        stanza_id="t1",
+    )
+
+
 def result_to(sender: str = BOB) -> str:
     """Our ack of a request (ids are normalised to ``ID``)."""
     return f"<iq to='{sender}' from='{ALICE}' id='ID' type='result'/>"
@@ -222,3 +232,48 @@ async def jingle_host(
     await settle()
     stream.sent()  # the initial presence, other plugins' discovery
     return host, client, stream, reactor
+
+
+JIBB = "urn:xmpp:jingle:transports:ibb:1"
+
+
+async def ibb_offer_accepted(
+    tmp_path: Path, content: bytes, file_extra: str = ""
+) -> tuple[Any, Any, Any, Sent, str, str, list[str]]:
+    """We (alice) offer ``content`` to bob over IBB; the literal peer accepts with a block
+    size of 4 and ``file_extra`` added to the file's description (e.g. a ``<range/>``).
+
+    Returns (host, stream, reactor, sent, Jingle sid, IBB sid, what we sent after the
+    accept).
+    """
+    from twisted.words.protocols.jabber.jid import JID
+
+    from tests.conftest import turns
+
+    host, client, stream, reactor = await jingle_host(tmp_path)
+    sent = Sent(stream)
+    source = tmp_path / "f.bin"
+    source.write_bytes(content)
+    task = asyncio.ensure_future(
+        host.plugins["XEP-0234"].file_send(client, JID(BOB), source, transport="ibb")
+    )
+    for _ in turns():
+        if stream.transport.value():
+            break
+        await asyncio.sleep(0)
+    out = await sent.one()
+    sid = out.split(" sid='")[1].split("'")[0]
+    ibb_sid = out.split(f"<transport xmlns='{JIBB}' block-size='4096' sid='")[1][:32]
+    description = out.split("<description")[1].split("</description>")[0]
+    description = description.replace("</file>", f"{file_extra}</file>")
+    sent.ack()
+    await task
+    stream.receive(
+        jingle_iq(
+            f"<jingle xmlns='{NS_JINGLE}' action='session-accept' sid='{sid}'>"
+            f"<content creator='initiator' name='0' senders='initiator'><description"
+            f"{description}</description><transport xmlns='{JIBB}' block-size='4' "
+            f"sid='{ibb_sid}'/></content></jingle>"
+        )
+    )
+    return host, stream, reactor, sent, sid, ibb_sid, await sent.all()

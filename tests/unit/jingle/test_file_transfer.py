@@ -23,6 +23,7 @@ from tests.unit.jingle.helpers import (
     BOB,
     NS_JINGLE,
     Sent,
+    ibb_offer_accepted,
     jingle_host,
     jingle_iq,
     no_text,
@@ -595,30 +596,8 @@ async def test_sender_ends_when_receiver_stays_silent(tmp_path: Path) -> None:
     """We offer; the literal peer accepts (lowering the block size), we open IBB and send
     everything; the receiver never ends the session: 60 s later we end it with success,
     the progress finishes without claiming the hash was checked."""
-    host, client, stream, reactor = await jingle_host(tmp_path)
-    sent = Sent(stream)
-    source = tmp_path / "f.bin"
-    source.write_bytes(b"abcdef")
+    host, stream, reactor, sent, sid, ibb_sid, out = await ibb_offer_accepted(tmp_path, b"abcdef")
     try:
-        task = asyncio.ensure_future(
-            host.plugins["XEP-0234"].file_send(client, JID(BOB), source, transport="ibb")
-        )
-        await until(lambda: stream.transport.value(), "offer sent")
-        out = await sent.one()
-        sid = out.split(" sid='")[1].split("'")[0]
-        ibb_sid = out.split(f"<transport xmlns='{JIBB}' block-size='4096' sid='")[1][:32]
-        description = out.split("<description")[1].split("</description>")[0]
-        sent.ack()
-        await task
-        stream.receive(
-            jingle_iq(
-                f"<jingle xmlns='{NS_JINGLE}' action='session-accept' sid='{sid}'>"
-                f"<content creator='initiator' name='0' senders='initiator'><description"
-                f"{description}</description><transport xmlns='{JIBB}' block-size='4' "
-                f"sid='{ibb_sid}'/></content></jingle>"
-            )
-        )
-        out = await sent.all()
         assert out[1] == (
             f"<iq type='set' to='{BOB}' id='ID'><open xmlns='{IBB}' block-size='4' "
             f"sid='{ibb_sid}' stanza='iq'/></iq>"

@@ -24,6 +24,7 @@ from tests.unit.jingle.helpers import (
     jingle_iq,
     no_text,
     result_to,
+    session_terminate,
 )
 from tests.unit.jingle.test_file_transfer import Wire, emitted, until
 
@@ -392,13 +393,7 @@ async def test_incoming_call_accepted_with_sdp(tmp_path: Path) -> None:
         assert "port='41234'" in infos[0] and "ufrag='B0bU'" in infos[0]
         assert not emitted(host, "call_setup")  # the responder's frontend has everything
         # bob hangs up
-        stream.receive(
-            jingle_iq(
-                f"<jingle xmlns='{NS_JINGLE}' action='session-terminate' sid='call1'>"
-                "<reason><success/></reason></jingle>",
-                stanza_id="t1",
-            )
-        )
+        stream.receive(session_terminate("call1"))
         await settle()
         ((sid, ended_s, _),) = emitted(host, "call_ended")
         assert sid == "call1" and json.loads(ended_s)["reason"] == "success"
@@ -721,15 +716,21 @@ async def test_hostile_incoming_offers(tmp_path: Path) -> None:
 # --- two hosts ---------------------------------------------------------------------------
 
 
-@aio
-async def test_call_between_two_hosts(tmp_path: Path) -> None:
-    """alice calls bob: bob's frontend gets the offer (RTP payloads included), answers;
-    alice's gets call_setup with bob's answer, and each the other's candidates."""
+async def call_hosts(tmp_path: Path) -> tuple[Any, Any, Any, Any, Wire]:
+    """alice's and bob's hosts (ICE-UDP only), wired to each other: (alice's host, her
+    client, bob's host, his client, the wire)."""
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     ha, ca, sa, _ = await jingle_host(tmp_path / "a", transports=(ICE,))
     hb, cb, sb, _ = await jingle_host(tmp_path / "b", "bob", BOB, transports=(ICE,))
-    wire = Wire((ALICE, sa), (BOB, sb))
+    return ha, ca, hb, cb, Wire((ALICE, sa), (BOB, sb))
+
+
+@aio
+async def test_call_between_two_hosts(tmp_path: Path) -> None:
+    """alice calls bob: bob's frontend gets the offer (RTP payloads included), answers;
+    alice's gets call_setup with bob's answer, and each the other's candidates."""
+    ha, ca, hb, cb, wire = await call_hosts(tmp_path)
     try:
         task = asyncio.ensure_future(
             ha.plugins["XEP-0167"].call_start(ca, JID(BOB), {"sdp": OFFER})
@@ -789,13 +790,7 @@ async def test_peer_cancels_while_the_user_is_asked(tmp_path: Path) -> None:
     host, client, stream, _ = await host_for(tmp_path)
     try:
         _, action_id, wire = await incoming(host, stream)
-        stream.receive(
-            jingle_iq(
-                f"<jingle xmlns='{NS_JINGLE}' action='session-terminate' sid='call1'>"
-                "<reason><cancel/></reason></jingle>",
-                stanza_id="t1",
-            )
-        )
+        stream.receive(session_terminate("call1", "cancel"))
         assert [norm(x) for x in await wire.read()] == [result_to()]
         ((update_id, update_s, _),) = emitted(host, "action_update")
         assert update_id == action_id and json.loads(update_s)["status"] == "cancelled"

@@ -19,15 +19,21 @@ from libervia.backend.plugins.plugin_xep_0166 import Role
 from libervia.backend.plugins.plugin_xep_0353 import NS_JMI, ProposalState
 from libervia.backend.tools.webrtc import sdp
 from tests.conftest import aio
-from tests.unit.jingle.helpers import ALICE, BOB, NS_JINGLE, jingle_host, jingle_iq, result_to
-from tests.unit.jingle.test_file_transfer import Wire, emitted, until
+from tests.unit.jingle.helpers import (
+    ALICE,
+    BOB,
+    NS_JINGLE,
+    result_to,
+    session_terminate,
+)
+from tests.unit.jingle.test_file_transfer import emitted, until
 from tests.unit.webrtc.test_calls import (
     ANSWER,
-    ICE,
     OFFER,
     RTP,
     SESSION_INITIATE,
     Wired,
+    call_hosts,
     candidate_info,
     host_for,
     norm,
@@ -154,13 +160,7 @@ async def test_propose_then_session_initiate_to_the_device_that_proceeds(tmp_pat
             "audio",
             "video",
         ]
-        stream.receive(
-            jingle_iq(
-                f"<jingle xmlns='{NS_JINGLE}' action='session-terminate' sid='{sid}'>"
-                "<reason><success/></reason></jingle>",
-                stanza_id="t1",
-            )
-        )
+        stream.receive(session_terminate(sid))
         await settle()
         assert sent(stream, sid) == [result_to(), jmi_out(BOB, "finish", "success")]
         assert ended(host) == [{"reason": "success", "fallback": False}]
@@ -332,11 +332,7 @@ async def test_jmi_call_between_two_hosts(tmp_path: Path) -> None:
     bob's device with the propose's id; bob's frontend gets the offer, answers; alice gets
     call_setup. alice hangs up: both get call_ended success and each side sent its
     <finish/>."""
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    ha, ca, sa, _ = await jingle_host(tmp_path / "a", transports=(ICE,))
-    hb, cb, sb, _ = await jingle_host(tmp_path / "b", "bob", BOB, transports=(ICE,))
-    wire = Wire((ALICE, sa), (BOB, sb))
+    ha, ca, hb, cb, wire = await call_hosts(tmp_path)
     try:
         sid = await ha.plugins["XEP-0167"].call_start(ca, JID(BOB_BARE), {"sdp": OFFER})
         await until(lambda: emitted(hb, "action_new"), "bob asked", wire.pump)
