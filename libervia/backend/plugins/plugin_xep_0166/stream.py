@@ -15,6 +15,14 @@ WebRTC data channel) then moves the bytes, in order, with no framing of its own:
   ``sink.close(error)`` when it broke.
 
 ``close`` is called once. Chunk boundaries carry no meaning (XEP-0166 §7.1 "streaming").
+
+Optional, for bulk transports: a sink may also have ``receive_buffer(size) -> memoryview |
+None``, memory of its own for the transport to receive the next bytes into (no copy between
+the socket and the sink: the chunks given to ``write`` are then views of these buffers; None:
+the transport uses its own this time). A transport that can (SOCKS5, over
+:class:`~libervia.backend.tools.bytestream.ByteStream`) looks for the method with
+``getattr`` and follows the contract of ``ByteStream.use_buffers``; the others ignore it.
+The file-transfer sink lends the buffers of its writer thread (doc/file_transfer.rst).
 A transport that cannot connect at all, before any byte moved, does not close the endpoint:
 it raises :class:`~.errors.TransportFailed` from ``start`` (or calls
 ``XEP_0166.transport_failed``) and the core falls back to another transport.
