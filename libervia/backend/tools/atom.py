@@ -36,10 +36,17 @@ import copy
 import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
-from lxml import etree, html
+from libervia.backend.tools.lazy import LazyModule
+
+if TYPE_CHECKING:
+    from lxml import etree, html
+else:
+    # lxml (~4.5 MiB, ~10 ms) is imported with the first entry parsed or built, not at start
+    etree = LazyModule("lxml.etree")
+    html = LazyModule("lxml.html")
 
 NS_ATOM = "http://www.w3.org/2005/Atom"
 NS_XHTML = "http://www.w3.org/1999/xhtml"
