@@ -51,6 +51,9 @@ SIGNALS = [
     "call_ended",
     "ice_candidates_new",
 ]
+#: seconds a call rings unanswered (``call_ring_timeout``; 60 by default): the tests
+#: answering do it within a few tens of milliseconds
+RING = 4
 NS_JMI = "urn:xmpp:jingle-message:0"
 NS_CARBONS = "urn:xmpp:carbons:2"
 NS_FORWARD = "urn:xmpp:forward:0"
@@ -148,7 +151,7 @@ class World:
 def world(
     prosody: Prosody, bus: DBusDaemon, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[World]:
-    daemon = Daemon(tmp_path_factory.mktemp("call"), bus.address)
+    daemon = Daemon(tmp_path_factory.mktemp("call"), bus.address, f"call_ring_timeout = {RING}\n")
     daemon.start()
     bridge: BridgeClient | None = None
     observer: Observer | None = None
@@ -213,14 +216,38 @@ async def until(condition: Any, what: str, step: Any = None, timeout: float = 20
         await asyncio.sleep(0.02)
 
 
-async def propose(world: World, caller: Frontend, call: dict[str, str]) -> str:
-    """alice calls bob's bare JID with ``caller``'s offer: the session id (returned at once)."""
+async def propose(
+    world: World, caller: Frontend, call: dict[str, str], trickle: bool = False
+) -> str:
+    """alice calls bob's bare JID with ``caller``'s offer: the session id (returned at once).
+    ``trickle``: the offer has no candidate, they are given with ``ice_candidates_add`` while
+    the call rings (the daemon keeps them until the session-initiate)."""
     offer = await caller.local(offer=True)
-    sid: str = await world.alice.bridge.call_start(
-        world.bob.jid, json.dumps({"sdp": offer}), "alice"
-    )
+    call_data = {"sdp": strip_candidates(offer) if trickle else offer}
+    sid: str = await world.alice.bridge.call_start(world.bob.jid, json.dumps(call_data), "alice")
     call["sid"] = sid
+    if trickle:
+        await world.alice.bridge.ice_candidates_add(sid, json.dumps(trickled(offer)), "alice")
     return sid
+
+
+def endpoints(peer: Peer, sid: str) -> set[tuple[str, str, int]]:
+    """(content, address, port) of the candidates ``peer``'s frontend got for the call."""
+    return {
+        (name, c["address"], c["port"])
+        for args in peer.seen("ice_candidates_new", lambda a: a[0] == sid)
+        for name, media in json.loads(args[1]).items()
+        for c in media["candidates"]
+    }
+
+
+def gathered(fe: Frontend) -> set[tuple[str, str, int]]:
+    """(content, address, port) of the candidates a frontend gathered."""
+    return {
+        (name, c["address"], c["port"])
+        for name, media in trickled(fe.pc.localDescription.sdp).items()
+        for c in media["candidates"]
+    }
 
 
 def check_proposal(world: World, args: tuple[Any, ...], sid: str) -> None:
@@ -232,10 +259,16 @@ def check_proposal(world: World, args: tuple[Any, ...], sid: str) -> None:
 
 
 async def answer(
-    world: World, callee: Peer, callee_fe: Frontend, caller_fe: Frontend, sid: str
+    world: World,
+    callee: Peer,
+    callee_fe: Frontend,
+    caller_fe: Frontend,
+    sid: str,
+    later: bool = False,
 ) -> None:
     """``callee`` accepted the proposal: the session's pre-accepted offer comes, its frontend
-    answers (candidates trickled); alice's frontend gets the answer and both connect."""
+    answers (candidates trickled); alice's frontend gets the answer and both connect.
+    ``later``: the frontend accepts the offer first, then gives its SDP (call_answer_sdp)."""
     offered = await callee.wait(
         "action_new", lambda a: session_of(sid)(a) and "sdp" in json.loads(a[0])
     )
@@ -246,11 +279,14 @@ async def answer(
     assert sorted(data["media"]) == ["audio", "video"]
     await callee_fe.pc.setRemoteDescription(RTCSessionDescription(data["sdp"], "offer"))
     full_answer = await callee_fe.local(offer=False)
-    await callee.bridge.action_launch(
-        offered[1],
-        json.dumps({"accept": True, "sdp": strip_candidates(full_answer)}),
-        callee.profile,
-    )
+    answer_sdp = strip_candidates(full_answer)
+    if later:
+        await callee.bridge.action_launch(offered[1], json.dumps({"accept": True}), callee.profile)
+        await callee.bridge.call_answer_sdp(sid, answer_sdp, callee.profile)
+    else:
+        await callee.bridge.action_launch(
+            offered[1], json.dumps({"accept": True, "sdp": answer_sdp}), callee.profile
+        )
     await callee.bridge.ice_candidates_add(sid, json.dumps(trickled(full_answer)), callee.profile)
     setup = await world.alice.wait("call_setup", lambda a: a[0] == sid)
     setup_data = json.loads(setup[1])
@@ -267,9 +303,10 @@ async def answer(
         for track in fe.tracks:
             frame = await asyncio.wait_for(track.recv(), 10)  # media really flows
             assert frame is not None
-    # candidates went through the bridge both ways
-    assert world.alice.seen("ice_candidates_new", lambda a: a[0] == sid)
-    assert callee.seen("ice_candidates_new", lambda a: a[0] == sid)
+    # each frontend got the other's candidates through the bridge (ICE would connect with
+    # one side's only, by peer-reflexive candidates)
+    assert endpoints(world.alice, sid) == gathered(callee_fe)
+    assert endpoints(callee, sid) == gathered(caller_fe)
 
 
 async def hang_up(world: World, who: Peer, other: Peer, sid: str) -> None:
@@ -344,7 +381,9 @@ async def test_two_devices_one_answers(world: World) -> None:
     """bob has two devices, alice is in his roster: both are asked and say they ring
     (call_info ringing at alice, once per device); the tablet accepts, so bob's other
     device is told "accepted on another device" (action_update: it stops ringing) and never
-    gets the offer; the session goes to the tablet, media flows; the tablet hangs up."""
+    gets the offer; the session goes to the tablet, media flows; the tablet hangs up.
+    Here alice's frontend trickles its candidates while the call rings, and the tablet's
+    accepts the offer before giving its answer (call_answer_sdp)."""
     alice, bob, tablet, observer = world.alice, world.bob, world.tablet, world.observer
     await second_device(world)
     call: dict[str, str] = {}
@@ -353,7 +392,7 @@ async def test_two_devices_one_answers(world: World) -> None:
         await bob.bridge.contact_add(alice.jid, "bob")
         for device in (bob, tablet):
             await device.wait("contact_new", lambda a: a[0] == alice.jid)
-        sid = await propose(world, caller, call)
+        sid = await propose(world, caller, call, trickle=True)
         asked_bob = await bob.wait("action_new", session_of(sid))
         asked_tablet = await tablet.wait("action_new", session_of(sid))
         for asked in (asked_bob, asked_tablet):
@@ -375,7 +414,7 @@ async def test_two_devices_one_answers(world: World) -> None:
         }
         proceed = await observer.wait(sid, "received", "proceed")
         assert proceed.sender == tablet.full
-        await answer(world, tablet, callee, caller, sid)
+        await answer(world, tablet, callee, caller, sid, later=True)
         await hang_up(world, tablet, alice, sid)
         assert len(bob.seen("action_new", session_of(sid))) == 1  # never offered the session
         for name in ("call_ended", "ice_candidates_new", "call_setup"):
@@ -436,5 +475,26 @@ async def test_caller_hangs_up_while_ringing(world: World) -> None:
         assert error.value.code == "NotFound"
         assert not [m for m in observer.of(sid) if m.name == "proceed"]
         assert len(bob.seen("action_new", session_of(sid))) == 1
+    finally:
+        await caller.close()
+
+
+@aio
+async def test_nobody_answers(world: World) -> None:
+    """bob does not answer: after call_ring_timeout the call is retracted (<timeout/>),
+    alice's frontend gets call_ended (timeout) and bob's question is withdrawn: nothing
+    rings forever."""
+    alice, bob, observer = world.alice, world.bob, world.observer
+    call: dict[str, str] = {}
+    caller = frontend(alice, call)
+    try:
+        sid = await propose(world, caller, call)
+        asked = await bob.wait("action_new", session_of(sid))
+        ended = await alice.wait("call_ended", lambda a: a[0] == sid, RING + 10)
+        assert json.loads(ended[1])["reason"] == "timeout"
+        update = await bob.wait("action_update", lambda a: a[0] == asked[1])
+        assert json.loads(update[1]) == {"status": "cancelled", "reason": "cancelled by the sender"}
+        retract = await observer.wait(sid, "sent", "retract")
+        assert retract.to == bob.jid and retract.reason == "timeout"
     finally:
         await caller.close()
