@@ -267,8 +267,9 @@ async def answer(
     later: bool = False,
 ) -> None:
     """``callee`` accepted the proposal: the session's pre-accepted offer comes, its frontend
-    answers (candidates trickled); alice's frontend gets the answer and both connect.
-    ``later``: the frontend accepts the offer first, then gives its SDP (call_answer_sdp)."""
+    answers (candidates trickled, some before the answer); alice's frontend gets the answer
+    and both connect. ``later``: the frontend accepts the offer first, then gives its SDP
+    (call_answer_sdp)."""
     offered = await callee.wait(
         "action_new", lambda a: session_of(sid)(a) and "sdp" in json.loads(a[0])
     )
@@ -279,15 +280,22 @@ async def answer(
     assert sorted(data["media"]) == ["audio", "video"]
     await callee_fe.pc.setRemoteDescription(RTCSessionDescription(data["sdp"], "offer"))
     full_answer = await callee_fe.local(offer=False)
+    # a browser trickles as soon as the answer is its local description, before or while
+    # it gives the answer: the first content's candidates before, the others' after
+    candidates = trickled(full_answer)
+    first = next(iter(candidates))
+    early = json.dumps({first: candidates.pop(first)})
     answer_sdp = strip_candidates(full_answer)
     if later:
         await callee.bridge.action_launch(offered[1], json.dumps({"accept": True}), callee.profile)
+        await callee.bridge.ice_candidates_add(sid, early, callee.profile)
         await callee.bridge.call_answer_sdp(sid, answer_sdp, callee.profile)
     else:
+        await callee.bridge.ice_candidates_add(sid, early, callee.profile)
         await callee.bridge.action_launch(
             offered[1], json.dumps({"accept": True, "sdp": answer_sdp}), callee.profile
         )
-    await callee.bridge.ice_candidates_add(sid, json.dumps(trickled(full_answer)), callee.profile)
+    await callee.bridge.ice_candidates_add(sid, json.dumps(candidates), callee.profile)
     setup = await world.alice.wait("call_setup", lambda a: a[0] == sid)
     setup_data = json.loads(setup[1])
     assert setup_data["role"] == "initiator"

@@ -5,8 +5,9 @@ connectivity; the daemon only signals. For each content (one m= section) we keep
 :class:`IceData`: our media (from the frontend's SDP: ufrag, pwd, fingerprint, candidates)
 and the peer's. Candidates always travel in ``transport-info``, one per IQ, never in
 session-initiate / session-accept (Conversations ignores embedded ones, fact sheet §2.1):
-ours only once the stanza carrying our description was acknowledged (:meth:`after_sent`),
-the peer's are queued until the frontend has the peer's description (initiator: with
+ours only once the stanza carrying our description was acknowledged (:meth:`after_sent`;
+a responder's frontend may trickle before it gives its answer: they wait for it), the peer's
+are queued until the frontend has the peer's description (initiator: with
 ``call_setup``; responder: once it answered) and then relayed with ``ice_candidates_new``.
 A change of the peer's ufrag/pwd is an ICE restart: relayed with ``"restart": true``.
 """
@@ -46,6 +47,8 @@ log = get_logger(__name__)
 
 #: most candidates kept per content from the peer (a flood is refused)
 MAX_REMOTE_CANDIDATES = 64
+#: most candidates kept per content from a responder's frontend before its answer
+MAX_EARLY_CANDIDATES = 64
 
 
 @dataclass(eq=False)
@@ -67,6 +70,10 @@ class IceData:
     restarts: int = 0
     #: the pair the initiator selected (its ``<remote-candidate/>``: one of ours)
     remote_selected: tuple[int, str, int] | None = None
+    #: responder: candidates the frontend gave before its answer (``local`` still None),
+    #: and the ufrag/pwd it gave with them, if any; taken by :meth:`IceUdpTransport.use_answer`
+    early: list[Candidate] = field(default_factory=list)
+    early_credentials: tuple[str, str] | None = None
 
 
 def find_media(description: SessionDescription, content: Content, kinds: tuple[str, ...]) -> Media:
@@ -167,8 +174,32 @@ class IceUdpTransport(BaseTransportHandler):
         media.name = content.name
         data = content.transport_data
         assert isinstance(data, IceData)
+        self._take_early(session, data, media)
         data.local = media
         session.local_payloads = wj.build_groups(description.groups)
+
+    @staticmethod
+    def _take_early(session: Session, data: IceData, media: Media) -> None:
+        """The candidates the frontend trickled before its answer join the answer's (sent
+        after the session-accept, as any), unless they came with other ICE credentials."""
+        early, data.early = data.early, []
+        credentials, data.early_credentials = data.early_credentials, None
+        if not early:
+            return
+        transport = media.transport
+        if credentials is not None and credentials != (transport.ufrag, transport.pwd):
+            log.info(
+                "session %s: %d candidates given with other ICE credentials than the "
+                "answer's: dropped",
+                session.sid,
+                len(early),
+            )
+            return
+        known = {_endpoint(c) for c in transport.candidates}
+        for candidate in early:
+            if _endpoint(candidate) not in known:
+                known.add(_endpoint(candidate))
+                transport.candidates.append(candidate)
 
     async def accept(self, client: Any, session: Session, content: Content) -> domish.Element:
         data = content.transport_data
@@ -291,11 +322,23 @@ class IceUdpTransport(BaseTransportHandler):
         the peer's candidate of the pair ICE selected, sent as ``<remote-candidate/>``
         (initiator only, XEP-0176 §5.4)."""
         data = content.transport_data
-        if not isinstance(data, IceData) or data.local is None:
+        if not isinstance(data, IceData) or (
+            data.local is None and session.role is not Role.RESPONDER
+        ):
             raise InvalidInput(f"content {content.name!r} has no local WebRTC description")
+        if selected is not None and session.role is not Role.INITIATOR:
+            raise InvalidInput("only the initiator tells the selected candidate pair")
+        if data.local is None:
+            # the callee's frontend trickles before giving its answer: kept until it does
+            if len(data.early) + len(candidates) > MAX_EARLY_CANDIDATES:
+                raise InvalidInput(
+                    f"content {content.name!r}: too many candidates before the answer"
+                )
+            if ufrag and pwd:
+                data.early_credentials = (ufrag, pwd)
+            data.early.extend(candidates)
+            return
         if selected is not None:
-            if session.role is not Role.INITIATOR:
-                raise InvalidInput("only the initiator tells the selected candidate pair")
             await self.send_candidates(client, session, content, [], selected=selected)
             if not candidates and not (ufrag and pwd):
                 return
@@ -316,3 +359,14 @@ class IceUdpTransport(BaseTransportHandler):
 
     def stop(self, client: Any, session: Session, content: Content) -> None:
         self.plugin.ended(client, session, content)
+
+
+def _endpoint(candidate: Candidate) -> tuple[int, str, str, int, str]:
+    """What identifies a candidate whatever its id (made when missing) or generation."""
+    return (
+        candidate.component_id,
+        candidate.transport.lower(),
+        candidate.address,
+        candidate.port,
+        candidate.type,
+    )
