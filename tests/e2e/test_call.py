@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -506,3 +507,54 @@ async def test_nobody_answers(world: World) -> None:
         assert retract.to == bob.jid and retract.reason == "timeout"
     finally:
         await caller.close()
+
+
+@aio
+async def test_caller_hangs_up_as_the_callee_accepts(world: World) -> None:
+    """dave (another client: a bare stream) calls bob's bare JID (audio) and hangs up
+    (<retract/>) just as bob's <proceed/> reaches him: bob's frontend, which accepted and
+    waits for the offer of that session, gets call_ended (cancel) instead of waiting
+    forever; no offer comes."""
+    bob = world.bob
+    dave_jid = world.prosody.adduser(unique("dave"), "dave-pass")
+    raw = await RawClient.login(world.prosody, dave_jid, "dave-pass", "raw")
+    try:
+        answers: asyncio.Queue[tuple[str, domish.Element]] = asyncio.Queue()
+
+        def on_message(message: domish.Element) -> None:
+            for child in message.elements(NS_JMI):
+                answers.put_nowait((message.getAttribute("from", ""), child))
+
+        raw.xs.addObserver("/message", on_message)
+        sid = str(uuid.uuid4())
+        store = "<store xmlns='urn:xmpp:hints'/>"
+        raw.xs.send(
+            f"<message to='{bob.jid}' type='chat' id='jm-propose-{sid}'>"
+            f"<propose xmlns='{NS_JMI}' id='{sid}'><description xmlns='{NS_RTP}' "
+            f"media='audio'/></propose>{store}</message>"
+        )
+        asked = await bob.wait("action_new", session_of(sid))
+        data = json.loads(asked[0])
+        assert (data["type"], data["subtype"], data["media"]) == (
+            "call",
+            "jingle_message",
+            ["audio"],
+        )
+        assert data["from_jid"] == raw.jid.full()
+        await bob.bridge.action_launch(asked[1], json.dumps({"accept": True}), "bob")
+        sender, answer = await asyncio.wait_for(answers.get(), 15)
+        assert (sender, answer.name, answer["id"]) == (bob.full, "proceed", sid)
+        raw.xs.send(
+            f"<message to='{bob.jid}' type='chat' id='jm-retract-{sid}'>"
+            f"<retract xmlns='{NS_JMI}' id='{sid}'><reason xmlns='{NS_JINGLE}'><cancel/>"
+            f"</reason></retract>{store}</message>"
+        )
+        ended = await bob.wait("call_ended", lambda a: a[0] == sid)
+        assert json.loads(ended[1]) == {
+            "reason": "cancel",
+            "fallback": False,
+            "text": "cancelled by the sender",
+        }
+        assert len(bob.seen("action_new", session_of(sid))) == 1
+    finally:
+        raw.close()

@@ -50,7 +50,10 @@ must not ask again. The application calls :meth:`XEP_0353.take_accepted` from it
 following it finds it) when the session's contents are those proposed, else None (then ask
 as usual). It also arranges for ``<finish/>`` when the session ends. If no session-initiate
 comes within ``jingle_message_timeout`` seconds after our proceed, the announced progress
-fails and a ``<finish/>`` with ``<expired/>`` is sent.
+fails and a ``<finish/>`` with ``<expired/>`` is sent. Whenever an accepted proposal ends
+without its session (that timeout, a ``<retract/>`` or ``<finish/>`` from the proposer,
+the profile disconnecting), the application registered with
+:meth:`XEP_0353.on_accepted_unstarted` for its descriptions is told (calls: ``call_ended``).
 
 Multi-device: carbons (XEP-0280) of a ``<proceed/>``/``<accept/>``/``<reject/>`` sent by
 another device of our account cancel the pending action here ("accepted on another device" /
@@ -403,7 +406,20 @@ class XEP_0353:  # noqa: N801 - plugin classes are named after their XEP
         host.plugins["XEP-0030"].add_feature(NS_JMI)
         self.timeout = host.config.get_float("jingle_message_timeout", TIMEOUT, minimum=1)
         self.expiry = host.config.get_float("jingle_message_expiry", EXPIRY, minimum=1)
+        #: by description namespace: told when a proposal the user accepted here ends without
+        #: its session (see :meth:`on_accepted_unstarted`)
+        self._unstarted: dict[str, Callable[[Any, Proposal, Reason, str], None]] = {}
         host.trigger.add("message_received", self._on_message, priority=TRIGGER_PRIORITY)
+
+    def on_accepted_unstarted(
+        self, namespace: str, callback: Callable[[Any, Proposal, Reason, str], None]
+    ) -> None:
+        """Have ``callback(client, proposal, reason, text)`` called when a proposal with a
+        description of ``namespace``, accepted by our user, ends before its session started
+        (the proposer withdrew it, no session-initiate came, the profile disconnected): the
+        frontend that accepted waits for that session and must be told (files: the progress
+        announced in the action fails; calls: ``call_ended``)."""
+        self._unstarted[namespace] = callback
 
     # --- state --------------------------------------------------------------------------------
 
@@ -439,6 +455,9 @@ class XEP_0353:  # noqa: N801 - plugin classes are named after their XEP
                 proposal.proceeded.set_exception(NotConnected("the profile was disconnected"))
             elif proposal.role is Role.RESPONDER and proposal.state is ProposalState.PROCEEDED:
                 self._fail_progress(client, proposal, "the profile was disconnected")
+                self._tell_unstarted(
+                    client, proposal, Reason.CONNECTIVITY_ERROR, "the profile was disconnected"
+                )
 
     def _send(self, client: Any, message: domish.Element) -> bool:
         try:
@@ -910,10 +929,27 @@ class XEP_0353:  # noqa: N801 - plugin classes are named after their XEP
         proposal.state = ProposalState.EXPIRED
         if proposal.elsewhere:
             self._fail_progress(client, proposal, REASON_ACCEPTED_ELSEWHERE)
+            self._tell_unstarted(client, proposal, Reason.CANCEL, REASON_ACCEPTED_ELSEWHERE)
             return
         log.info("%s: %s never started session %s", client.profile, proposal.peer, proposal.sid)
         self._fail_progress(client, proposal, "the sender did not start the transfer")
+        self._tell_unstarted(
+            client, proposal, Reason.EXPIRED, f"{proposal.peer.full()} never started the session"
+        )
         self.finish(client, proposal.peer, proposal.sid, Reason.EXPIRED)
+
+    def _tell_unstarted(self, client: Any, proposal: Proposal, reason: Reason, text: str) -> None:
+        """The applications of a proposal our user accepted: it ends without its session."""
+        callbacks = {
+            id(cb): cb
+            for d in proposal.descriptions
+            if (cb := self._unstarted.get(str(d.uri))) is not None
+        }
+        for callback in callbacks.values():
+            try:
+                callback(client, proposal, reason, text)
+            except Exception:
+                log.exception("%s: proposal %s: end callback failed", client.profile, proposal.sid)
 
     def _fail_progress(self, client: Any, proposal: Proposal, error: str) -> None:
         """The transfer announced in the action (progress_id) will not happen: the frontend
@@ -958,7 +994,11 @@ class XEP_0353:  # noqa: N801 - plugin classes are named after their XEP
         elif proposal.state is ProposalState.PROCEEDED:
             proposal.state = ProposalState.RETRACTED
             self._forget(client, proposal)
+            log.info("%s: %s %s accepted proposal %s", client.profile, sender.full(), what, sid)
             self._fail_progress(client, proposal, REASON_RETRACTED)
+            # another device of ours also proceeded: the session was most likely its own
+            text = REASON_ACCEPTED_ELSEWHERE if proposal.elsewhere else REASON_RETRACTED
+            self._tell_unstarted(client, proposal, Reason.CANCEL, text)
 
     def _on_own_device(
         self, client: Any, child: domish.Element, sid: str, peer: JID | None

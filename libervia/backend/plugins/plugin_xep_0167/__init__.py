@@ -28,6 +28,9 @@ Being called: the user is asked with ``action_new`` (type ``call``, the offer SD
 ``"sdp"``) and the caller gets ``<ringing/>``. ``action_launch`` answers ``{"accept": true,
 "sdp": answer}`` (session-accept at once), ``{"accept": true}`` (then the answer comes with
 ``call_answer_sdp``) or ``{"accept": false}`` (session-terminate ``decline``).
+A call proposed with XEP-0353 and accepted here whose session never comes (the caller hung
+up as we proceeded, another device of ours got it, no session-initiate in time) ends with
+``call_ended`` for its session id too.
 
 During the call: ``call_info`` sends the session-infos of XEP-0167 §7 (active, hold, unhold,
 mute, unmute, ringing) and the ``call_info`` signal reports the peer's; ``call_end`` ends it
@@ -65,7 +68,7 @@ from libervia.backend.plugins.plugin_xep_0167.application import (
 )
 from libervia.backend.plugins.plugin_xep_0167.bridge import register_bridge
 from libervia.backend.plugins.plugin_xep_0176 import IceData, parse_sdp
-from libervia.backend.plugins.plugin_xep_0353 import ProposalEnded, ProposalState
+from libervia.backend.plugins.plugin_xep_0353 import Proposal, ProposalEnded, ProposalState
 from libervia.backend.tools.webrtc import jingle as wj
 from libervia.backend.tools.webrtc.model import SessionDescription
 
@@ -105,6 +108,8 @@ class XEP_0167:  # noqa: N801 - plugin classes are named after their XEP
         for feature in (wj.NS_RTP_AUDIO, wj.NS_RTP_VIDEO):
             disco.add_feature(feature)
         register_bridge(self, host.bridge)
+        if "XEP-0353" in host.plugins:
+            host.plugins["XEP-0353"].on_accepted_unstarted(wj.NS_RTP, self._accepted_unstarted)
 
     # --- helpers ----------------------------------------------------------------------------
 
@@ -292,6 +297,16 @@ class XEP_0167:  # noqa: N801 - plugin classes are named after their XEP
                 self.jingle.end_locally(
                     client, session, ReasonElement(Reason.FAILED_APPLICATION, str(e))
                 )
+
+    def _accepted_unstarted(
+        self, client: Any, proposal: Proposal, reason: Reason, text: str
+    ) -> None:
+        """A call proposed to us (XEP-0353) that our user accepted ends before its session
+        (the caller hung up as we proceeded, the call went to another device of ours, no
+        session-initiate came...): the frontend that accepted waits for the offer of that
+        session id, ``call_ended`` tells it, as for any call."""
+        data = {"reason": reason.value, "fallback": False, "text": text}
+        self.host.bridge.emit("call_ended", proposal.sid, json.dumps(data), client.profile)
 
     # --- answering --------------------------------------------------------------------------
 
