@@ -366,9 +366,10 @@ async def second_device(world: World) -> None:
     """Connect bob's tablet, and wait until carbons are on for both of bob's devices (each
     sees the other's message to alice as a carbon)."""
     bob, tablet = world.bob, world.tablet
+    before = len(tablet.seen("connected"))
     await tablet.bridge.connect("tablet", "", {})
-    connected = await tablet.wait("connected", lambda a: a[0] != bob.full)
-    tablet.full = connected[0]
+    await until(lambda: len(tablet.seen("connected")) > before, "the tablet connected", None, 15)
+    tablet.full = tablet.seen("connected")[-1][0]
     assert tablet.full.split("/")[0] == bob.jid and tablet.full != bob.full
     for sender, other in ((bob, tablet), (tablet, bob)):
         # until carbons are enabled (in the background after connecting), resend
@@ -383,6 +384,12 @@ async def second_device(world: World) -> None:
             return bool(other.seen("message_new", lambda a: a[4] == {"": body}))
 
         await until(carbon, f"carbons of {sender.profile} at {other.profile}", send, 10)
+
+
+async def disconnect(peer: Peer) -> None:
+    before = len(peer.seen("disconnected"))
+    await peer.bridge.disconnect(peer.profile)
+    await until(lambda: len(peer.seen("disconnected")) > before, "disconnected", None, 15)
 
 
 @aio
@@ -432,8 +439,7 @@ async def test_two_devices_one_answers(world: World) -> None:
     finally:
         await caller.close()
         await callee.close()
-        await tablet.bridge.disconnect("tablet")
-        await tablet.wait("disconnected", lambda a: True)
+        await disconnect(tablet)
 
 
 @aio
@@ -558,3 +564,55 @@ async def test_caller_hangs_up_as_the_callee_accepts(world: World) -> None:
         assert len(bob.seen("action_new", session_of(sid))) == 1
     finally:
         raw.close()
+
+
+@aio
+async def test_both_devices_accept_at_once(world: World) -> None:
+    """bob picks the call up on both devices at the same time: the first <proceed/> alice's
+    daemon gets wins (the session and media go there); the other device is told, whatever
+    the race: either its answer came after the winner's proceed (its action was cancelled,
+    "accepted on another device"), or it proceeded too and waits for a session that goes
+    elsewhere: call_ended (cancel, "accepted on another device") once alice's <finish/> to
+    the winner shows in its carbons. It is never offered the session."""
+    alice, bob, tablet = world.alice, world.bob, world.tablet
+    await second_device(world)
+    call: dict[str, str] = {}
+    caller = frontend(alice, call)
+    callees = {"bob": frontend(bob, call), "tablet": frontend(tablet, call)}
+    try:
+        sid = await propose(world, caller, call)
+        asked = {p.profile: await p.wait("action_new", session_of(sid)) for p in (bob, tablet)}
+        results = await asyncio.gather(
+            *(
+                p.bridge.action_launch(asked[p.profile][1], json.dumps({"accept": True}), p.profile)
+                for p in (bob, tablet)
+            ),
+            return_exceptions=True,
+        )
+
+        def offered(peer: Peer) -> bool:
+            return any("sdp" in json.loads(a[0]) for a in peer.seen("action_new", session_of(sid)))
+
+        await until(lambda: offered(bob) or offered(tablet), "the session offered to a device")
+        winner, loser = (bob, tablet) if offered(bob) else (tablet, bob)
+        await answer(world, winner, callees[winner.profile], caller, sid)
+        await hang_up(world, alice, winner, sid)
+        lost = results[0 if loser is bob else 1]
+        if isinstance(lost, BridgeError):  # answered too late: the action was gone
+            assert lost.code == "NotFound", lost
+            update = await loser.wait("action_update", lambda a: a[0] == asked[loser.profile][1])
+            expected = {"status": "cancelled", "reason": "accepted on another device"}
+            assert json.loads(update[1]) == expected
+        else:
+            ended = await loser.wait("call_ended", lambda a: a[0] == sid)
+            assert json.loads(ended[1]) == {
+                "reason": "cancel",
+                "fallback": False,
+                "text": "accepted on another device",
+            }
+        assert not offered(loser)
+    finally:
+        await caller.close()
+        for fe in callees.values():
+            await fe.close()
+        await disconnect(tablet)
