@@ -4,11 +4,15 @@ the frontends (tests/webrtc_peer.py: loopback host candidates only, no STUN), ev
 signalling through the D-Bus bridge (doc/webrtc.rst, Calls).
 
 One daemon holds ``alice``, ``bob`` and ``tablet`` (a second device of bob's account,
-connected for the two-device test only: the server binds another resource). alice calls
-bob's **bare** JID: the callee's devices get ``action_new`` (type ``call``, subtype
-``jingle_message``), the accepting one then the session's ``action_new`` with
-``pre_accepted`` and the offer, answered with its SDP (its candidates trickled with
-``ice_candidates_add``). ICE connects over loopback and media flows both ways.
+connected for the two-device tests only: the server binds another resource; carbons are
+checked on before). alice calls bob's **bare** JID: the callee's devices get ``action_new``
+(type ``call``, subtype ``jingle_message``), the accepting one then the session's
+``action_new`` with ``pre_accepted`` and the offer, answered with its SDP (its candidates
+trickled with ``ice_candidates_add``, some before the answer as a browser may). ICE
+connects over loopback and media flows both ways. Also: two devices (one answers, or both
+at once), a reject, the caller hanging up while it rings or just as the callee accepts
+(``dave``, a bare stream, plays that caller), nobody answering (``call_ring_timeout`` is
+4 s here). The module takes ~9 s (2 cores), 4 of them the unanswered call.
 
 What goes over the wire is watched by ``alice/observer``, a bare stream of alice's account
 with carbons enabled: the JMI messages alice's daemon sends and receives come to it as
