@@ -510,7 +510,11 @@ async def test_nobody_answers(world: World) -> None:
         sid = await propose(world, caller, call)
         asked = await bob.wait("action_new", session_of(sid))
         ended = await alice.wait("call_ended", lambda a: a[0] == sid, RING + 10)
-        assert json.loads(ended[1])["reason"] == "timeout"
+        assert json.loads(ended[1]) == {
+            "reason": "timeout",
+            "fallback": False,
+            "text": f"{bob.jid} did not answer within {RING} s",
+        }
         update = await bob.wait("action_update", lambda a: a[0] == asked[1])
         assert json.loads(update[1]) == {"status": "cancelled", "reason": "cancelled by the sender"}
         retract = await observer.wait(sid, "sent", "retract")

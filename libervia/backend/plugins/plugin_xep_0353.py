@@ -245,6 +245,8 @@ class Proposal:
     ringing: set[str] = field(default_factory=set)
     #: called with each new ringing device (see :meth:`XEP_0353.propose`)
     on_ringing: Callable[[JID], None] | None = None
+    #: seconds it waits for an answer before being retracted
+    timeout: float = TIMEOUT
     # --- the peer's ---
     action: Any = None
     in_roster: bool = False
@@ -506,11 +508,12 @@ class XEP_0353:  # noqa: N801 - plugin classes are named after their XEP
         if self.get_proposal(client, Role.INITIATOR, bare, sid) is not None:
             raise InvalidInput(f"proposal {sid} to {bare.full()} already exists")
         proposal = Proposal(sid, bare, Role.INITIATOR, copies, on_ringing=on_ringing)
+        proposal.timeout = self.timeout if timeout is None else timeout
         proposal.proceeded.add_done_callback(_retrieve)
         client.send(build_message(bare, Element.PROPOSE, sid, (clone(d) for d in copies)))
         self.state(client).proposals[proposal.key] = proposal
         proposal.timer = client.reactor.callLater(
-            self.timeout if timeout is None else timeout, self._outgoing_expired, client, proposal
+            proposal.timeout, self._outgoing_expired, client, proposal
         )
         log.info("%s: proposed Jingle session %s to %s", client.profile, sid, bare.full())
         return sid
@@ -583,7 +586,7 @@ class XEP_0353:  # noqa: N801 - plugin classes are named after their XEP
             self._end_outgoing(
                 proposal,
                 OperationTimeout(
-                    f"{proposal.peer.full()} did not answer within {self.timeout:g} s"
+                    f"{proposal.peer.full()} did not answer within {proposal.timeout:g} s"
                 ),
                 ProposalState.EXPIRED,
             )
@@ -994,7 +997,13 @@ class XEP_0353:  # noqa: N801 - plugin classes are named after their XEP
         elif proposal.state is ProposalState.PROCEEDED:
             proposal.state = ProposalState.RETRACTED
             self._forget(client, proposal)
-            log.info("%s: %s %s accepted proposal %s", client.profile, sender.full(), what, sid)
+            log.info(
+                "%s: proposal %s, accepted here, withdrawn by %s (%s)",
+                client.profile,
+                sid,
+                sender.full(),
+                what,
+            )
             self._fail_progress(client, proposal, REASON_RETRACTED)
             # another device of ours also proceeded: the session was most likely its own
             text = REASON_ACCEPTED_ELSEWHERE if proposal.elsewhere else REASON_RETRACTED

@@ -4,7 +4,7 @@ is told with ``call_ended`` (found by tests/e2e/test_call.py: it was told nothin
 files get progress_error, calls had no counterpart — so it stayed "connecting"): the caller
 hung up as we proceeded (``<retract/>``), the call went to another device of ours (the
 caller's ``<finish/>`` to it seen in a carbon, or no session-initiate in time), the profile
-disconnected."""
+disconnected. And the text of an unanswered call's call_ended."""
 
 from __future__ import annotations
 
@@ -12,11 +12,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from twisted.words.protocols.jabber.jid import JID
+
 from libervia.backend.plugins.plugin_xep_0353 import NS_JMI
 from tests.conftest import aio
 from tests.unit.jingle.helpers import ALICE, BOB, NS_JINGLE
 from tests.unit.jingle.test_file_transfer import emitted
-from tests.unit.webrtc.test_calls import RTP, host_for, settle
+from tests.unit.webrtc.test_calls import OFFER, RTP, host_for, settle
 
 STORE = "<store xmlns='urn:xmpp:hints'/>"
 CARBONS = "urn:xmpp:carbons:2"
@@ -141,5 +143,25 @@ async def test_disconnected_before_the_session(tmp_path: Path) -> None:
         host.plugins["XEP-0353"].profile_disconnected(client)
         await settle()
         assert [(sid, d["reason"]) for sid, d in ended(host)] == [("c1", "connectivity-error")]
+    finally:
+        await host.stop()
+
+
+@aio
+async def test_unanswered_call_says_how_long_it_rang(tmp_path: Path) -> None:
+    """Our call rings call_ring_timeout (60 s), not jingle_message_timeout (300 s): the
+    call_ended text said "did not answer within 300 s" (seen in tests/e2e/test_call.py)."""
+    host, client, stream, reactor = await host_for(tmp_path)
+    try:
+        await host.plugins["XEP-0167"].call_start(client, JID("bob@localhost"), {"sdp": OFFER})
+        await settle()
+        reactor.advance(60)
+        await settle()
+        ((_, data),) = ended(host)
+        assert data == {
+            "reason": "timeout",
+            "fallback": False,
+            "text": "bob@localhost did not answer within 60 s",
+        }
     finally:
         await host.stop()
