@@ -13,6 +13,8 @@ Conversations does), so that an error bounce of a propose can be matched.
 Addressing (fact sheet §2): propose and retract to the peer's bare JID; ringing, proceed,
 reject and finish to the peer's full JID. Responses sent by older implementations to our bare
 JID (0.6.0) are accepted the same way: only the sender's bare JID and the id are checked.
+A peer that does not receive our presence gets it directed to it (with our capabilities)
+along with our propose, or with our proceed (XEP-0353 §"Indicating Intent", §"Accepting").
 
 Initiator (the API a Jingle application uses)::
 
@@ -469,6 +471,25 @@ class XEP_0353:  # noqa: N801 - plugin classes are named after their XEP
             return False
         return True
 
+    @staticmethod
+    def _directed_presence(client: Any, to: JID) -> None:
+        """Our presence (with our capabilities, added by XEP-0115's trigger) to ``to`` when
+        it does not receive it already (XEP-0353: the initiator along with its propose, the
+        responder along with its proceed: the peer learns our availability and features,
+        e.g. when the message is delivered late from its archive). Only to entities we
+        chose to contact: the peer we call, the caller the user accepted."""
+        roster = getattr(client, "roster", None)
+        contact = roster.get(to) if roster is not None else None
+        if contact is not None and contact.subscription_from:
+            return  # they are subscribed to our presence: they have it
+        presence = getattr(client, "presence", None)
+        if presence is None:
+            return
+        try:
+            presence.send_presence(to)
+        except Exception as e:  # noqa: BLE001 - the proposal goes on without it
+            log.info("%s: no directed presence to %s: %s", client.profile, to.full(), e)
+
     def _carbons_enabled(self, client: Any) -> bool:
         return bool(client.extra.get(CARBONS_ENABLED_KEY))
 
@@ -511,6 +532,7 @@ class XEP_0353:  # noqa: N801 - plugin classes are named after their XEP
         proposal.timeout = self.timeout if timeout is None else timeout
         proposal.proceeded.add_done_callback(_retrieve)
         client.send(build_message(bare, Element.PROPOSE, sid, (clone(d) for d in copies)))
+        self._directed_presence(client, bare)
         self.state(client).proposals[proposal.key] = proposal
         proposal.timer = client.reactor.callLater(
             proposal.timeout, self._outgoing_expired, client, proposal
@@ -892,6 +914,7 @@ class XEP_0353:  # noqa: N801 - plugin classes are named after their XEP
             proposal.state = ProposalState.PROCEEDED
             proposal.answer = dict(answer)
             self._send(client, build_message(proposal.peer, Element.PROCEED, proposal.sid))
+            self._directed_presence(client, proposal.peer)
             if not self._carbons_enabled(client):
                 self._send(client, build_message(own, Element.ACCEPT, proposal.sid))
             self._cancel_timer(proposal)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -959,5 +960,54 @@ async def test_session_not_taken_by_its_application_still_finished(tmp_path: Pat
             )
         )
         assert await sent.all() == [result_to(), out(BOB, "finish", inner=reason("success"))]
+    finally:
+        await host.stop()
+
+
+def directed_presence(to: str) -> re.Pattern[str]:
+    """Our presence directed to ``to``, with our capabilities (XEP-0115)."""
+    return re.compile(
+        rf"<presence to='{re.escape(to)}'><c xmlns='http://jabber\.org/protocol/caps' "
+        r"hash='sha-1' node='https://libervia\.org/' ver='[^']+'/></presence>"
+    )
+
+
+@aio
+async def test_directed_presence_along_our_propose(tmp_path: Path) -> None:
+    """XEP-0353: the initiator sends its presence (with caps) to a responder that does not
+    receive it already, along with the propose. A contact subscribed to our presence (BOB,
+    "both": every other test of this file) gets none."""
+    host, client, stream, reactor, jmi_plugin, *_ = await setup(tmp_path)
+    sent = Sent(stream)
+    carol_bare = CAROL.split("/")[0]
+    try:
+        await jmi_plugin.propose(client, JID(CAROL), [element(APP_DESC)], sid="s9")
+        propose, presence = await sent.all()
+        assert propose == out(carol_bare, "propose", "s9", inner=APP_DESC)
+        assert directed_presence(carol_bare).fullmatch(presence)
+    finally:
+        await host.stop()
+
+
+@aio
+async def test_directed_presence_along_our_proceed(tmp_path: Path) -> None:
+    """The responder sends its presence to the initiator's full JID along with its proceed
+    when the initiator does not receive it already; nothing when the user declines."""
+    host, client, stream, reactor, jmi_plugin, *_ = await setup(tmp_path)
+    sent = Sent(stream)
+    try:
+        stream.receive(file_propose(CAROL, "s2"))
+        await settle()
+        (action,) = pending(host)
+        host.actions.launch("alice", action.id, {"accept": False})
+        assert not any("<presence" in x for x in await sent.all())
+        stream.receive(file_propose(CAROL, "s3"))
+        await settle()
+        (action,) = pending(host)
+        host.actions.launch("alice", action.id, {"accept": True, "path": str(tmp_path)})
+        proceed, presence, accept = await sent.all()
+        assert proceed == out(CAROL, "proceed", "s3")
+        assert directed_presence(CAROL).fullmatch(presence)
+        assert accept == out("alice@localhost", "accept", "s3")
     finally:
         await host.stop()

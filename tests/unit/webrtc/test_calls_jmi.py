@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,13 @@ def jmi_in(sender: str, name: str, sid: str, inner: str = "") -> str:
     )
 
 
+#: our presence, directed to the callee who does not share ours (XEP-0353), with our caps
+DIRECTED_PRESENCE = re.compile(
+    rf"<presence to='{BOB_BARE}'><c xmlns='http://jabber\.org/protocol/caps' hash='sha-1' "
+    r"node='https://libervia\.org/' ver='[^']+'/></presence>"
+)
+
+
 def sent(stream: Any, sid: str) -> list[str]:
     """What we sent (server requests aside), ids and the sid normalised."""
     return [norm(x, sid) for x in stream.sent_xml() if " to='localhost'" not in x]
@@ -99,7 +107,8 @@ async def test_propose_then_session_initiate_to_the_device_that_proceeds(tmp_pat
     host, client, stream, _ = await host_for(tmp_path)
     try:
         sid = await proposed(host, client, stream)
-        assert sent(stream, sid) == [propose_xml()]
+        propose, presence = sent(stream, sid)
+        assert propose == propose_xml() and DIRECTED_PRESENCE.fullmatch(presence)
         assert len(sid) == 36 and sid.count("-") == 4  # a UUID (XEP-0353 recommends v4)
         # the frontend trickles a candidate before any device answered: kept
         await host.plugins["XEP-0176"].add_candidates(
@@ -173,7 +182,8 @@ async def test_audio_only_call_proposes_audio(tmp_path: Path) -> None:
     host, client, stream, _ = await host_for(tmp_path)
     try:
         sid = await proposed(host, client, stream, AUDIO_OFFER)
-        assert sent(stream, sid) == [propose_xml(("audio",))]
+        propose, presence = sent(stream, sid)
+        assert propose == propose_xml(("audio",)) and DIRECTED_PRESENCE.fullmatch(presence)
     finally:
         await host.stop()
 
