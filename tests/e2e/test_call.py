@@ -263,6 +263,15 @@ def check_proposal(world: World, args: tuple[Any, ...], sid: str) -> None:
     assert "sdp" not in data  # no offer yet: the session is not started
 
 
+async def ring(world: World, caller: Frontend, call: dict[str, str]) -> tuple[str, Any]:
+    """alice calls bob's bare JID: (the session id, bob's checked ``action_new`` for the
+    proposal)."""
+    sid = await propose(world, caller, call)
+    asked = await world.bob.wait("action_new", session_of(sid))
+    check_proposal(world, asked, sid)
+    return sid, asked
+
+
 async def answer(
     world: World,
     callee: Peer,
@@ -345,9 +354,7 @@ async def test_call_bare_jid(world: World) -> None:
     call: dict[str, str] = {}
     caller, callee = frontend(alice, call), frontend(bob, call)
     try:
-        sid = await propose(world, caller, call)
-        asked = await bob.wait("action_new", session_of(sid))
-        check_proposal(world, asked, sid)
+        sid, asked = await ring(world, caller, call)
         assert json.loads(asked[0])["in_roster"] is False
         propose_seen = await observer.wait(sid, "sent", "propose")
         assert propose_seen.to == bob.jid  # the bare JID: every device
@@ -454,9 +461,7 @@ async def test_callee_rejects(world: World) -> None:
     call: dict[str, str] = {}
     caller = frontend(alice, call)
     try:
-        sid = await propose(world, caller, call)
-        asked = await bob.wait("action_new", session_of(sid))
-        check_proposal(world, asked, sid)
+        sid, asked = await ring(world, caller, call)
         await bob.bridge.action_launch(asked[1], json.dumps({"accept": False}), "bob")
         ended = await alice.wait("call_ended", lambda a: a[0] == sid)
         assert json.loads(ended[1])["reason"] == "busy"
@@ -479,9 +484,7 @@ async def test_caller_hangs_up_while_ringing(world: World) -> None:
     call: dict[str, str] = {}
     caller = frontend(alice, call)
     try:
-        sid = await propose(world, caller, call)
-        asked = await bob.wait("action_new", session_of(sid))
-        check_proposal(world, asked, sid)
+        sid, asked = await ring(world, caller, call)
         await alice.bridge.call_end(sid, "", "alice")
         ended = await alice.wait("call_ended", lambda a: a[0] == sid)
         assert json.loads(ended[1])["reason"] == "cancel"

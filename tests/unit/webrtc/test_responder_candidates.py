@@ -15,19 +15,8 @@ import pytest
 from libervia.backend.core.exceptions import InvalidInput
 from tests.conftest import aio
 from tests.unit.webrtc.test_calls import ANSWER, host_for, incoming, norm
+from tests.unit.webrtc.test_ice import candidate
 from tests.webrtc_peer import strip_candidates
-
-
-def candidate(port: int) -> dict[str, Any]:
-    return {
-        "foundation": "f1",
-        "component_id": 1,
-        "transport": "udp",
-        "priority": 2130706431,
-        "address": "127.0.0.1",
-        "port": port,
-        "type": "host",
-    }
 
 
 async def add(host: Any, candidates: dict[str, Any]) -> str:
