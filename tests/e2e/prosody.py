@@ -130,3 +130,15 @@ class Prosody:
             self._terminate()
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> Prosody:
+        """Started (stopped again, everything removed, if it cannot start)."""
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -40,12 +40,8 @@ OPTIONS = "reconnect_delay = 0.2\nkeepalive_interval = 1\nkeepalive_timeout = 1\
 @pytest.fixture(scope="module")
 def server() -> Iterator[Prosody]:
     # a lost session is kept 3 s (the default is minutes): the fallback test outlasts it
-    prosody = Prosody("smacks_hibernation_time = 3")
-    try:
-        prosody.start()
+    with Prosody("smacks_hibernation_time = 3") as prosody:
         yield prosody
-    finally:
-        prosody.stop()
 
 
 @pytest.fixture(scope="module")

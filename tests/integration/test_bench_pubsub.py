@@ -8,7 +8,6 @@ the blog on the server, its synchronisation, reads answered by the cache, the se
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,9 +18,6 @@ ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = [
     pytest.mark.timeout(180),
-    pytest.mark.skipif(
-        shutil.which("prosody") is None, reason="the Debian 'prosody' package is not installed"
-    ),
 ]
 
 

@@ -554,7 +554,6 @@ async def test_file_transfer_over_loopback_socks5(tmp_path: Path) -> None:
     """XEP-0234 over a real loopback SOCKS5 connection: alice offers a 5 MB file with the
     s5b transport, bob accepts it into a directory, the file arrives whole, its sha-256
     is verified and both progress reports finish."""
-    pytest.importorskip("libervia.backend.plugins.plugin_xep_0234")
     alice_host, alice, alice_stream = await loopback_host(tmp_path / "a", "alice", ALICE)
     bob_host, bob, bob_stream = await loopback_host(tmp_path / "b", "bob", BOB)
     alice_signals, bob_signals = Signals(alice_host), Signals(bob_host)

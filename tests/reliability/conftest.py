@@ -20,12 +20,8 @@ from tests.e2e.prosody import Prosody
 
 @pytest.fixture(scope="session")
 def prosody() -> Iterator[Prosody]:
-    server = Prosody()
-    try:
-        server.start()
+    with Prosody() as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

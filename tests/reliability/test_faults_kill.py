@@ -37,12 +37,10 @@ TOTAL = 5000
 @pytest.fixture
 def server() -> Iterator[Prosody]:
     # (the memory store keeps 1,000 items by default and drops the oldest beyond that)
-    prosody = Prosody('storage = { archive = "memory" }\nstorage_archive_item_limit = 100000')
-    try:
-        prosody.start()
+    with Prosody(
+        'storage = { archive = "memory" }\nstorage_archive_item_limit = 100000'
+    ) as prosody:
         yield prosody
-    finally:
-        prosody.stop()
 
 
 @aio

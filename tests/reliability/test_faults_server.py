@@ -38,12 +38,8 @@ DOWN_FOR = 1.5
 @pytest.fixture
 def server() -> Iterator[Prosody]:
     # its own server: killed here, so that the other tests' one is untouched
-    prosody = Prosody("smacks_hibernation_time = 5")
-    try:
-        prosody.start()
+    with Prosody("smacks_hibernation_time = 5") as prosody:
         yield prosody
-    finally:
-        prosody.stop()
 
 
 async def send_all(server: Prosody, jid: str, to: list[str], phase: str) -> None:

@@ -48,7 +48,7 @@ from libervia.frontends.bridge.client import BridgeClient, BridgeError
 from tests.conftest import aio
 from tests.dbus import DBusDaemon
 from tests.e2e.daemon import Daemon, Recorder
-from tests.e2e.prosody import Prosody, ProsodyUnavailable
+from tests.e2e.prosody import Prosody
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -67,15 +67,8 @@ LOG_FILE = "libervia-backend.log"  # in local_dir
 
 @pytest.fixture(scope="module")
 def sec_prosody() -> Iterator[Prosody]:
-    try:
-        server = Prosody()
-    except ProsodyUnavailable as e:
-        pytest.skip(str(e))
-    try:
-        server.start()
+    with Prosody() as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ on the wire, not the ones domish remembers from building.
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -27,16 +26,8 @@ from libervia.backend.tools.webrtc.model import (
     SDPError,
     SessionDescription,
 )
+from tests.unit.webrtc.test_sdp import DATA, GOLDEN
 
-DATA = Path(__file__).parent / "data"
-GOLDEN = [
-    "aiortc_av_offer.sdp",
-    "aiortc_datachannel_answer.sdp",
-    "aiortc_datachannel_offer.sdp",
-    "browser_av_offer.sdp",
-    "browser_av_session_fingerprint_offer.sdp",
-    "conversations_datachannel.sdp",
-]
 GOLDEN_MEDIA = [
     (name, index)
     for name in GOLDEN
