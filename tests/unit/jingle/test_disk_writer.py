@@ -140,7 +140,8 @@ def test_reserve_allocates_or_reports_a_full_disk(tmp_path: Path, monkeypatch) -
 def test_move_into_place_over_the_placeholder(tmp_path: Path, monkeypatch) -> None:
     """The placeholder is replaced by the received file (the same inode: linked, not
     copied; no rename over an existing file), the partial name is gone; without hard
-    links, or when the name is taken meanwhile, it is renamed over it."""
+    links the name is reserved again and the file renamed over that reservation; asked to
+    overwrite, the file is renamed over the existing one."""
     partial, final = tmp_path / "a.part", tmp_path / "a"
     partial.write_bytes(b"data")
     final.touch()
@@ -153,7 +154,7 @@ def test_move_into_place_over_the_placeholder(tmp_path: Path, monkeypatch) -> No
         real_replace(src, dst)
 
     monkeypatch.setattr(os, "replace", replace)
-    writer_module.move_into_place(partial, final, placeholder=True)
+    assert writer_module.move_into_place(partial, final, placeholder=True) == final
     assert final.read_bytes() == b"data" and final.stat().st_ino == inode
     assert not partial.exists() and renames == []
 
@@ -161,14 +162,36 @@ def test_move_into_place_over_the_placeholder(tmp_path: Path, monkeypatch) -> No
         raise PermissionError(1, "Operation not permitted")
 
     monkeypatch.setattr(os, "link", no_links)
+    final.write_bytes(b"")  # a new placeholder of ours
     partial.write_bytes(b"other")
-    writer_module.move_into_place(partial, final, placeholder=True)
+    assert writer_module.move_into_place(partial, final, placeholder=True) == final
     assert final.read_bytes() == b"other" and not partial.exists()
     assert renames == [(partial, final)]
     # overwrite asked (no placeholder): the existing file is replaced atomically
     partial.write_bytes(b"third")
-    writer_module.move_into_place(partial, final, placeholder=False)
+    assert writer_module.move_into_place(partial, final, placeholder=False) == final
     assert final.read_bytes() == b"third" and len(renames) == 2
+
+
+def test_move_into_place_never_overwrites_a_file_created_meanwhile(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """Between the placeholder's removal and the link, another program creates a file of
+    that name: it is kept, the received file takes the next free name."""
+    partial, final = tmp_path / "a.part", tmp_path / "report.pdf"
+    partial.write_bytes(b"received")
+    final.touch()
+    real_link = os.link
+
+    def racing_link(src: Path, dst: Path) -> None:
+        Path(dst).write_bytes(b"somebody else's")
+        real_link(src, dst)  # FileExistsError, as the kernel says
+
+    monkeypatch.setattr(os, "link", racing_link)
+    got = writer_module.move_into_place(partial, final, placeholder=True)
+    assert got == tmp_path / "report (1).pdf"
+    assert final.read_bytes() == b"somebody else's"
+    assert got.read_bytes() == b"received" and not partial.exists()
 
 
 @aio

@@ -410,7 +410,7 @@ class FileTransfer(BaseApplicationHandler):
                 transfer.file = None
             if transfer.partial is not None and transfer.path is not None:
                 # not synced to the disk (doc/file_transfer.rst, "Durability")
-                move_into_place(transfer.partial, transfer.path, transfer.reserved)
+                transfer.path = move_into_place(transfer.partial, transfer.path, transfer.reserved)
             # else: the frontend kept the data itself (WebRTC to a remote frontend)
         except OSError as e:
             self.fail(client, session, content, Reason.FAILED_APPLICATION, e)
